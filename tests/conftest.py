@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny random-weight models of every supported family (mechanics) and the real built-in model."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma3TextConfig,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    MistralConfig,
+    OPTConfig,
+    Qwen2Config,
+    Qwen3Config,
+)
+
+from edgesplit.models import LoadedModel, from_model
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+_COMMON = {"vocab_size": 128, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": None}
+_ROTARY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+           "num_key_value_heads": 2}
+
+TINY_CONFIGS = {
+    "llama": lambda: LlamaConfig(**_ROTARY, **_COMMON),
+    "mistral": lambda: MistralConfig(**_ROTARY, sliding_window=8, **_COMMON),
+    "qwen2": lambda: Qwen2Config(**_ROTARY, **_COMMON),
+    "qwen3": lambda: Qwen3Config(**_ROTARY, head_dim=16, **_COMMON),
+    "gemma3_text": lambda: Gemma3TextConfig(**_ROTARY, head_dim=16, sliding_window=8, **_COMMON),
+    "gpt2": lambda: GPT2Config(n_embd=64, n_layer=4, n_head=4, n_positions=128, **_COMMON),
+    "gpt_neox": lambda: GPTNeoXConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                                      num_attention_heads=4, **_COMMON),
+    "opt": lambda: OPTConfig(hidden_size=64, ffn_dim=128, num_hidden_layers=4, num_attention_heads=4,
+                             word_embed_proj_dim=64, max_position_embeddings=128, **_COMMON),
+}
+
+
+def make_tiny(family: str, seed: int = 0) -> LoadedModel:
+    """A tiny random-weight model of ``family`` wrapped for splitting (mechanics only, no meaning)."""
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(TINY_CONFIGS[family](), attn_implementation="sdpa")
+    return from_model(model, name=f"tiny-{family}")
+
+
+@pytest.fixture(scope="session", params=sorted(TINY_CONFIGS))
+def tiny_model(request) -> LoadedModel:
+    """Each supported family in turn, tiny and random."""
+    return make_tiny(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama() -> LoadedModel:
+    """A tiny random Llama (the built-in's family) for fast mechanics tests."""
+    return make_tiny("llama")
+
+
+@pytest.fixture(scope="session")
+def real_model() -> LoadedModel:
+    """The built-in SmolLM2-135M (converted once into the edgesplit cache)."""
+    from edgesplit.models import load_model
+
+    return load_model("smollm2-135m")
