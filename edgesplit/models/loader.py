@@ -57,6 +57,16 @@ def _check_architecture(name_or_path: str, local_only: bool) -> None:
                          f"model types: {', '.join(SUPPORTED_MODEL_TYPES)}")
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def _load_tokenizer(source: str, local_only: bool) -> Any | None:
+    # A bare weights directory has no tokenizer; AutoTokenizer would invent a useless one from the config.
+    if local_only and not any((Path(source) / name).is_file() for name in _TOKENIZER_FILES):
+        return None
+    return AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+
+
 def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
                attn_implementation: str = "sdpa") -> LoadedModel:
     """Load a decoder-only causal LM by built-in name, local directory or Hugging Face hub id.
@@ -65,20 +75,14 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | torch.dtype = "fl
     A hub id needs network access on first use (transformers caches it afterwards).
     """
     torch_dtype = _resolve_dtype(dtype)
-    if name_or_path in BUILTINS:
-        source = str(builtin_dir(name_or_path))
-    else:
-        source = name_or_path
+    source = str(builtin_dir(name_or_path)) if name_or_path in BUILTINS else name_or_path
     local_only = Path(source).is_dir()
     _check_architecture(source, local_only)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_only,
                                                  attn_implementation=attn_implementation)
     model.eval()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError):
-        tokenizer = None  # a bare weights directory; token ids can still be given directly
-    return LoadedModel(name=name_or_path, model=model, adapter=adapter_for(model), tokenizer=tokenizer)
+    return LoadedModel(name=name_or_path, model=model, adapter=adapter_for(model),
+                       tokenizer=_load_tokenizer(source, local_only))
 
 
 def from_model(model: PreTrainedModel, name: str = "custom", tokenizer: Any | None = None) -> LoadedModel:

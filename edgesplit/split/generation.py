@@ -21,9 +21,9 @@ def _identity(payload: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def split_generate(head: DeviceHead, tail: EdgeTail, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                   max_new_tokens: int = 32, link: Link | None = None, eos_token_id: int | None = None,
-                   pad_token_id: int | None = None) -> torch.Tensor:
+def split_generate(head: DeviceHead, tail: EdgeTail, input_ids: torch.Tensor,
+                   attention_mask: torch.Tensor | None = None, max_new_tokens: int = 32, link: Link | None = None,
+                   eos_token_id: int | None = None, pad_token_id: int | None = None) -> torch.Tensor:
     """Greedy-decode ``max_new_tokens`` through head → link → tail; returns the new tokens ``[batch, new]``.
 
     Matches ``model.generate(do_sample=False)`` (left padding supported via ``attention_mask``): rows that emit
