@@ -65,3 +65,18 @@ def real_model() -> LoadedModel:
     from edgesplit.models import load_model
 
     return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory):
+    """One local Ray instance for the whole test session (2 CPUs, no dashboard, small object store)."""
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2,
+                 _temp_dir=str(tmp_path_factory.mktemp("ray")), log_to_driver=False,
+                 runtime_env={"env_vars": {"RAY_DISABLE_USAGE_STATS": "1"}})
+    yield ray
+    ray.shutdown()
