@@ -1,0 +1,39 @@
+"""The ActivationPacket wire format (versioned JSON header + raw little-endian bytes) and absmax quantisation."""
+
+from edgesplit.packet.activation_packet import (
+    DEFAULT_LIMITS,
+    ENCODINGS,
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_RANK,
+    MAX_SESSION_ID_CHARS,
+    ActivationPacket,
+    PacketError,
+    PacketLimits,
+)
+from edgesplit.packet.payload_codec import QUANT_BITS
+from edgesplit.packet.quantize import (
+    dequantize_absmax,
+    pack_int4,
+    qmax_for_bits,
+    quantize_absmax,
+    unpack_int4,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ENCODINGS",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "MAX_RANK",
+    "MAX_SESSION_ID_CHARS",
+    "QUANT_BITS",
+    "ActivationPacket",
+    "PacketError",
+    "PacketLimits",
+    "dequantize_absmax",
+    "pack_int4",
+    "qmax_for_bits",
+    "quantize_absmax",
+    "unpack_int4",
+]
