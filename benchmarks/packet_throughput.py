@@ -1,6 +1,6 @@
 """Encode/decode throughput of ActivationPacket for every encoding.
 
-Run:  .venv/bin/python benchmarks/packet_throughput.py [--repeats 20] [--smoke-test]
+Run:  .venv/bin/python benchmarks/packet_throughput.py [--repeats 20] [--threads 1] [--smoke-test]
 
 Throughput is GB/s of activation payload: the tensor's float32 size (numel x 4 bytes) divided by the wall time
 of one call, shown for the best and the median of ``--repeats`` calls (on a shared machine the best is the
@@ -8,7 +8,8 @@ steadier figure). "encode" is ``from_tensor(...).encode()`` (quantise + serialis
 ``decode(frame).to_tensor()`` (verify + CRC + dequantise to float32). Inputs are standard-normal hidden states
 of shape [1, 512, 576] and [8, 512, 576] (SmolLM2-135M's hidden size); ``token_ids`` uses int64 ids of the same
 shape, so its figure is per id (4 bytes), not comparable to a real prompt. The machine is shared: compare rows
-of one run, not absolute numbers across runs.
+of one run, not absolute numbers across runs; on a busy 2-core box use ``--threads 1``, since torch's
+multi-threaded kernels collapse (10-100x) when other processes hold the cores.
 """
 
 from __future__ import annotations
