@@ -1,0 +1,131 @@
+"""``edgesplit profile``: sweep split × channel × seed on a real corpus and write table, summary and plots.
+
+edgesplit profile --model smollm2-135m --channel awgn --snr-db 0:30:5 --splits all --corpus default \\
+    --tokens 2048 --context 512 --seeds 3 --out runs/awgn
+edgesplit profile --channel dropout --p 0.02:0.30:0.04 --tokens 1024 --context 256 --out runs/dropout
+edgesplit profile --channel digital --bits 4,8 --modulation qpsk,16qam --snr-db 0:20:5 --out runs/digital
+
+Everything is validated before any work starts (grids, presets, output directory, an existing run's identity,
+model, corpus, splits against the model's depth); bad input prints ``error: …`` on stderr and exits with status 2.
+Rerunning a command resumes it: cells already in ``--out`` are skipped. Ctrl-C keeps every finished cell (exit 130).
+Registered by ``edgesplit.cli`` as ``app.command("profile")(profile_command)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until the command runs
+    from edgesplit.profile.config import ProfileConfig
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _build_config(out: Path, model: str, channel: str, snr_db: str | None, p: str, bits: str, modulation: str,
+                  fading: str, splits: str, corpus: str, tokens: int, context: int, stride: int | None, seeds: int,
+                  first_seed: int, encoding: str, device: str, edge: str, link: str, batch_size: int,
+                  workers: int) -> ProfileConfig:
+    from edgesplit.channel import MODULATIONS
+    from edgesplit.profile.config import ProfileConfig
+    from edgesplit.profile.grid import parse_float_grid, parse_int_grid, parse_splits, parse_str_grid
+
+    snr = None if snr_db is None else parse_float_grid(snr_db, "--snr-db")
+    return ProfileConfig(
+        out=out, model=model, channel=channel.lower(), snr_db=snr,
+        p=parse_float_grid(p, "--p", lambda v: 0.0 <= v < 1.0, "probabilities in [0, 1)"),
+        bits=parse_int_grid(bits, "--bits", low=1, high=16), modulations=parse_str_grid(modulation, "--modulation",
+                                                                                         MODULATIONS),
+        fading=fading, splits=parse_splits(splits), corpus=corpus, tokens=tokens, context=context, stride=stride,
+        seeds=seeds, first_seed=first_seed, encoding=encoding, device=device, edge=edge, link=link,
+        batch_size=batch_size, workers=workers)
+
+
+def _prepare(config: ProfileConfig):
+    """Every check that needs the model or the corpus; returns the inputs of the run."""
+    from edgesplit.profile.runner import load_inputs, plan
+    from edgesplit.profile.store import RunStore, check_writable
+
+    check_writable(config.out)
+    RunStore(config.out).check_identity(config)
+    inputs = load_inputs(config)
+    plan(config, inputs.model.num_layers)  # splits against the model's depth
+    return inputs
+
+
+def _evaluator_factory(workers: int):
+    from edgesplit.profile.runner import local_evaluator
+
+    if workers == 0:
+        return local_evaluator
+    try:
+        from cluster.profile_workers import ray_evaluator_factory
+    except ImportError as err:
+        _fail(f"--workers needs Ray and the cluster package ({err}); use --workers 0 to run in this process")
+    return ray_evaluator_factory(workers)
+
+
+def _report(outcome, out: Path) -> None:
+    cells = outcome.cells
+    typer.echo(f"{outcome.computed} cells computed, {outcome.skipped} already in {out}; {len(cells)} rows in "
+               f"{out / 'cells.parquet'}")
+    if cells.empty:
+        return
+    typer.echo(f"clean perplexity {cells['clean_perplexity'].iloc[0]:.3f}; per setting (mean over seeds):")
+    means = cells.groupby(["setting", "k"], sort=False)[["perplexity", "prefill_latency_s"]].mean().reset_index()
+    for setting, rows in means.groupby("setting", sort=False):
+        worst = rows.loc[rows["perplexity"].idxmax()]
+        fastest = rows.loc[rows["prefill_latency_s"].idxmin()]
+        typer.echo(f"  {setting:28s} worst k={int(worst['k']):3d} ppl {worst['perplexity']:10.3f}   fastest k="
+                   f"{int(fastest['k']):3d} ({fastest['prefill_latency_s'] * 1e3:.2f} ms, ppl "
+                   f"{fastest['perplexity']:.3f})")
+    plots = ", ".join(path.name for path in outcome.files if path.suffix == ".png")
+    typer.echo(f"summary: {out / 'summary.csv'}; plots: {plots}")
+
+
+def profile_command(
+    model: str = typer.Option("smollm2-135m", help="Built-in name, local directory or hub id."),
+    channel: str = typer.Option("awgn", help="ideal | dropout | awgn | digital"),
+    snr_db: str | None = typer.Option(None, "--snr-db", help="SNR grid in dB, e.g. 0:30:5 or 0,10,20 (awgn, "
+                                      "digital; default 0:30:5 / 0:20:5). One value prices the link for dropout."),
+    p: str = typer.Option("0.02:0.30:0.04", "--p", help="Dropout probability grid (dropout)."),
+    bits: str = typer.Option("8", help="Quantiser bits grid, e.g. 2,4,8 (digital)."),
+    modulation: str = typer.Option("qpsk", help="Modulation list: bpsk,qpsk,16qam,64qam (digital)."),
+    fading: str = typer.Option("none", help="none | rayleigh (one block gain |h|^2 ~ Exp(1) per seed)."),
+    splits: str = typer.Option("all", help="Split points: all, a list (1,5,10) or a range (0:30:2)."),
+    corpus: str = typer.Option("default", help="default | wikitext2 | path to a UTF-8 text file."),
+    tokens: int = typer.Option(2048, help="Corpus tokens to evaluate."),
+    context: int = typer.Option(512, help="Evaluation window in tokens."),
+    stride: int | None = typer.Option(None, help="Window stride (default: context, no overlap)."),
+    seeds: int = typer.Option(3, help="Seeds per split and setting."),
+    first_seed: int = typer.Option(0, help="First seed (seeds are first_seed .. first_seed + seeds - 1)."),
+    encoding: str = typer.Option("float32", help="Packet encoding of hidden states (analog channels)."),
+    device: str = typer.Option("phone-soc", help="UE preset for the cost columns."),
+    edge: str = typer.Option("a100", help="Edge preset for the cost columns."),
+    link: str = typer.Option("5g-nr-20mhz", help="Link preset for the cost columns."),
+    workers: int = typer.Option(0, help="Ray workers (0: run in this process; RAY_ADDRESS picks a cluster)."),
+    batch_size: int = typer.Option(4, help="Rows per forward call (windows, or noisy copies of one window)."),
+    out: Path = typer.Option(..., help="Run directory, e.g. runs/awgn (rerun to resume)."),
+    progress: bool = typer.Option(True, help="Show a progress bar with ETA."),
+) -> None:
+    """Profile quality and cost of every split × channel setting × seed."""
+    from edgesplit.profile.runner import run_profile
+
+    try:
+        config = _build_config(out, model, channel, snr_db, p, bits, modulation, fading, splits, corpus, tokens,
+                               context, stride, seeds, first_seed, encoding, device, edge, link, batch_size, workers)
+        inputs = _prepare(config)
+    except ValueError as err:
+        _fail(str(err))
+    factory = _evaluator_factory(workers)
+    try:
+        outcome = run_profile(config, inputs, progress=progress, evaluator_factory=factory)
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted: finished cells are saved in {out}; rerun the same command to resume", err=True)
+        raise typer.Exit(code=130) from None
+    _report(outcome, out)
