@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: exact split, impaired generation, a reduced profile grid with plots, costs (runs/demo), then a short
+# Ray fleet of 4 UEs and 1 edge doing real partitioned generation (runs/demo/fleet).
 demo: setup
-	$(BIN)/edgesplit demo
+	$(BIN)/edgesplit demo --out runs/demo
+	$(BIN)/python -m cluster.run_fleet --ues 4 --edges 1 --requests 8 --max-new-tokens 16 --policy fixed:15 \
+		--out runs/demo/fleet
 
 lint: setup
 	$(BIN)/ruff check .

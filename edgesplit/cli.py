@@ -91,6 +91,16 @@ def demo(
     run_demo(out=out, tokens=tokens, seed=seed)
 
 
+def _register_package_commands() -> None:
+    """Commands that live beside the packages they drive (each module keeps its heavy imports inside the command)."""
+    from edgesplit.profile.command import profile_command
+
+    app.command("profile")(profile_command)
+
+
+_register_package_commands()
+
+
 def main() -> None:
     """Entry point of the ``edgesplit`` console script."""
     app()

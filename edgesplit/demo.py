@@ -3,10 +3,12 @@
 1. Load the built-in model (converted once into the edgesplit cache).
 2. Split it at several k and check head → tail against the unsplit model (max-abs logit error).
 3. Push one prompt through split generation over an ideal, an AWGN and a digital uplink.
-4. Measure quality (perplexity, KL, top-1 agreement) per split and channel on the offline default corpus.
-5. Price each split with the cost model (phone SoC UE, A100 edge, 5G NR uplink).
+4. Profile a reduced grid (every 5th split × AWGN SNR 0/10/20/30 dB, one seed) on the offline default corpus with
+   the profiler: ``<out>/profile/`` gets the parquet table, summary, config and plots; the terminal gets the
+   perplexity per split and SNR and the fastest split whose perplexity stays within 5% of the clean model.
+5. Price each split with the cost model (phone SoC UE, A100 edge, 5G NR uplink): ``<out>/demo_costs.parquet``.
 
-Results go to ``<out>/demo_quality.parquet`` and ``<out>/demo_costs.parquet`` with ``<out>/config.json``.
+``make demo`` then runs a short Ray fleet (``python -m cluster.run_fleet``): the core package never imports Ray.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from rich.table import Table
 from edgesplit.cost import ModelProfile, get_device, get_edge, get_link, split_costs
 from edgesplit.link import ImpairedLink, LinkLog
 from edgesplit.models import LoadedModel, load_model
-from edgesplit.quality import evaluate_split, load_corpus, tokenize_corpus
+from edgesplit.profile.config import ProfileConfig
+from edgesplit.profile.runner import ProfileInputs, run_profile
+from edgesplit.profile.summary import summarize
+from edgesplit.quality import load_corpus, tokenize_corpus
 from edgesplit.scenario import ChannelSetting
 from edgesplit.split import DeviceHead, EdgeTail, split_generate
 
@@ -33,7 +38,6 @@ DEMO_CHANNELS = (
     ChannelSetting("awgn", snr_db=20.0),
     ChannelSetting("awgn", snr_db=5.0),
     ChannelSetting("digital", snr_db=10.0, bits=8, modulation="qpsk"),
-    ChannelSetting("dropout", p=0.1),
 )
 
 
@@ -55,20 +59,14 @@ def _exactness(model: LoadedModel, splits: list[int]) -> list[tuple[int, float]]
     return [(k, (EdgeTail(model, k)(DeviceHead(model, k)(ids)) - reference).abs().max().item()) for k in splits]
 
 
-def _quality_rows(model: LoadedModel, splits: list[int], tokens: int, seed: int, console: Console) -> pd.DataFrame:
+def _profile(model: LoadedModel, out: Path, tokens: int, seed: int) -> pd.DataFrame:
+    """A reduced profile grid (AWGN SNR × every 5th split, one seed) with the profiler; returns its summary."""
     corpus = load_corpus("default")
-    ids = tokenize_corpus(corpus, model.tokenizer, max_tokens=tokens)
-    rows = []
-    with console.status("measuring quality per split and channel") as status:
-        for setting in DEMO_CHANNELS:
-            for k in splits:
-                status.update(f"quality: k={k}, {setting.label}")
-                link = ImpairedLink(setting.impairment(), setting.state(), seed=seed, encoding=setting.encoding,
-                                    split_k=k)
-                result = evaluate_split(model, ids, k, link, context=min(256, tokens), batch_size=2)
-                rows.append({"k": k, "channel": setting.label, **setting.to_dict(), **result.to_dict(),
-                             "corpus": corpus.name})
-    return pd.DataFrame(rows)
+    config = ProfileConfig(out=out, model=model.name, channel="awgn", snr_db=(0.0, 10.0, 20.0, 30.0),
+                           splits=tuple(range(0, model.num_layers + 1, 5)), tokens=tokens,
+                           context=min(256, tokens), seeds=1, first_seed=seed)
+    inputs = ProfileInputs(model, tokenize_corpus(corpus, model.tokenizer, tokens), corpus.name)
+    return summarize(run_profile(config, inputs).cells)
 
 
 def _cost_rows(model: LoadedModel, prompt_tokens: int) -> pd.DataFrame:
@@ -84,14 +82,24 @@ def _cost_rows(model: LoadedModel, prompt_tokens: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _print_quality(console: Console, df: pd.DataFrame) -> None:
-    table = Table(title=f"Quality on {df['corpus'].iloc[0]} ({int(df['scored_tokens'].iloc[0])} scored tokens)")
-    for col in ("channel", "k", "perplexity", "KL (nats)", "top-1 agree"):
-        table.add_column(col, justify="right")
-    for row in df.itertuples():
-        table.add_row(row.channel, str(row.k), f"{row.perplexity:.2f}", f"{row.kl_nats:.4f}",
-                      f"{row.top1_agreement:.3f}")
+def _print_profile(console: Console, summary: pd.DataFrame, out: Path) -> None:
+    table = Table(title=f"Profile (AWGN, per-token SNR): perplexity per split; clean "
+                        f"{summary['clean_perplexity'].iloc[0]:.2f} — plots in {out}")
+    splits = sorted(summary["k"].unique())
+    table.add_column("SNR", justify="right")
+    for k in splits:
+        table.add_column(f"k={k}", justify="right")
+    table.add_column("fastest private split", justify="right")
+    for snr, rows in summary.groupby("snr_db"):
+        ppl = dict(zip(rows["k"], rows["perplexity_mean"], strict=True))
+        # k = 0 ships the raw token ids to the edge; "private" splits keep the text on the UE (k >= 1).
+        good = rows[(rows["k"] >= 1) & (rows["perplexity_mean"] <= 1.05 * rows["clean_perplexity"])]
+        best = good.loc[good["prefill_latency_s_mean"].idxmin()]
+        table.add_row(f"{snr:g} dB", *(f"{ppl[k]:.1f}" for k in splits),
+                      f"k={int(best['k'])} ({best['prefill_latency_s_mean'] * 1e3:.1f} ms)")
     console.print(table)
+    console.print("fastest private split: the least prefill latency among k >= 1 (the text never leaves the UE) whose "
+                  "perplexity stays within 5% of the clean model; k = L always qualifies.")
 
 
 def _print_costs(console: Console, df: pd.DataFrame, prompt_tokens: int) -> None:
@@ -118,15 +126,14 @@ def run_demo(out: Path, tokens: int = 512, seed: int = 0, model_name: str = "smo
         console.print(f"split k={k:2d}: head → tail vs unsplit, max-abs logit error {err:.2e}")
     console.rule(f"split generation at k={L // 3}, 24 new tokens")
     console.print(f"prompt: {PROMPT!r}")
-    for setting in DEMO_CHANNELS[:4]:
+    for setting in DEMO_CHANNELS:
         text, log = generate_through_channel(model, PROMPT, L // 3, setting, 24, seed)
         console.print(f"[bold]{setting.label:>24}[/]: {text!r}  ({log.frame_bytes} B on the wire)")
-    quality = _quality_rows(model, [1, L // 3, 2 * L // 3, L - 1], tokens, seed, console)
-    _print_quality(console, quality)
+    console.rule("profile: split × AWGN SNR on the default corpus")
+    _print_profile(console, _profile(model, out / "profile", tokens, seed), out / "profile")
     prompt_tokens = model.tokenizer(PROMPT, return_tensors="pt").input_ids.shape[1]
     costs = _cost_rows(model, prompt_tokens)
     _print_costs(console, costs, prompt_tokens)
-    quality.to_parquet(out / "demo_quality.parquet")
     costs.to_parquet(out / "demo_costs.parquet")
     config = {"model": model_name, "tokens": tokens, "seed": seed, "splits": splits,
               "python": platform.python_version(), "torch": torch.__version__,
