@@ -92,10 +92,17 @@ def demo(
 
 
 def _register_package_commands() -> None:
-    """Commands that live beside the packages they drive (each module keeps its heavy imports inside the command)."""
+    """Commands that live beside the packages they drive (each module keeps its heavy imports inside the command).
+
+    The Ray-facing packages (surrogate, rllib_env) are imported only for their typer signatures; Ray itself is
+    imported when one of their commands runs, so the core stays importable without starting Ray.
+    """
     from edgesplit.profile.command import profile_command
+    from surrogate.command import fit_surrogate_command, tune_surrogate_command
 
     app.command("profile")(profile_command)
+    app.command("tune-surrogate")(tune_surrogate_command)
+    app.command("fit-surrogate")(fit_surrogate_command)
 
 
 _register_package_commands()
