@@ -40,6 +40,13 @@ class ChannelSetting:
     """Packet encoding for the analog kinds (ideal, dropout, awgn)."""
 
     def __post_init__(self) -> None:
+        # Normalise numbers so that equal settings are equal everywhere (``snr_db=10`` and ``10.0`` must hash,
+        # serialise and seed identically).
+        for name in ("snr_db", "p", "loss_rate", "fading_gain"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if self.kind not in CHANNEL_KINDS:
             raise ValueError(f"unknown channel kind {self.kind!r}; accepted: {', '.join(CHANNEL_KINDS)}")
         if self.encoding not in ENCODING_BITS:

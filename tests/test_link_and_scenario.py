@@ -46,6 +46,13 @@ def test_noisy_generation_is_reproducible(tiny_llama):
     assert torch.equal(run(1), run(1))
 
 
+def test_numbers_are_normalised_so_equal_settings_serialise_alike():
+    assert ChannelSetting("awgn", snr_db=10).to_dict() == ChannelSetting("awgn", snr_db=10.0).to_dict()
+    assert isinstance(ChannelSetting("dropout", p=0).p, float)
+    with pytest.raises(ValueError, match="snr_db must be a number"):
+        ChannelSetting("awgn", snr_db="10")
+
+
 def test_channel_setting_labels_and_bits():
     assert ChannelSetting("awgn", snr_db=10).label == "awgn 10 dB"
     assert ChannelSetting("dropout", p=0.06).label == "dropout p=0.06"
