@@ -1,0 +1,123 @@
+"""Model-based RL (surrogate PPO) against model-free PPO on the real LLM, with the baselines, on the built-in model.
+
+    .venv/bin/python benchmarks/mbrl_vs_modelfree.py --quick               # ~10 min on 2 busy cores, indicative
+    .venv/bin/python benchmarks/mbrl_vs_modelfree.py --real llm            # the full run, real SmolLM2 evaluations
+
+The decision problem: SmolLM2-135M (30 layers) split over an AWGN uplink whose SNR follows a moving UE
+(Gauss–Markov distance, shadowing and correlated Rayleigh fading), the reward computed at the nearest SNR of the
+measured grid (``--truth``, a profiler ``cells.parquet`` of every split × 0..30 dB; the default is the one the
+surrogate work measured). Both learners pay for quality with counted real evaluations: ``--real llm`` runs the LLM
+(:class:`surrogate.evaluator.RealEvaluator`, the truth grid's corpus, tokens and context, so its numbers equal the
+grid's), ``--real table`` replays the grid and counts the same way. Every policy is scored on the same held-out
+traces with the truth grid.
+
+Counting: "real evaluations" are distinct lossy cells (split × grid setting) whose quality needed the LLM — cache
+misses; "queries" count every reward the learner asked for (model-free PPO asks once per environment step).
+
+Printed figures (the issue's bars):
+1. the model-based policy's mean reward as a share of the greedy oracle's (bar: ≥ 95%);
+2. real evaluations the model-based loop spent ÷ real evaluations model-free PPO needed to reach the same held-out
+   reward (bar: ≤ 10%, or model-free never reaches it — then the ratio to all its evaluations is an upper bound);
+3. the model-based policy against the best fixed split and the Neurosurgeon-style cost-only rule (bar: beats both).
+Outputs under ``--out``: summary.csv, steps.parquet, splits.png, rewards.png, reward_vs_real_evaluations.png,
+mbrl_rounds.parquet, model_free_curve.parquet, bars.json, mbrl/ and model_free/ checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rllib_env.compare import CompareConfig, compare  # noqa: E402
+from rllib_env.registry import describe, real_oracle  # noqa: E402
+from rllib_env.sources import TableRewardSource  # noqa: E402
+from rllib_env.split_env import DEFAULT_PROCESS  # noqa: E402
+from surrogate.dataset import load_cells  # noqa: E402
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small budgets and batches (minutes, indicative)")
+    parser.add_argument("--real", choices=("llm", "table"), default=None,
+                        help="real evaluations from the LLM or a counted replay of --truth (default: llm; table "
+                             "with --quick)")
+    parser.add_argument("--truth", type=Path, default=Path("runs/surrogate_truth_awgn"),
+                        help="measured grid (cells.parquet or a directory) scoring every policy")
+    parser.add_argument("--reward", default="paper", help="reward preset: paper or latency-energy")
+    parser.add_argument("--budget", type=int, default=None, help="model-based real-evaluation budget")
+    parser.add_argument("--mf-iterations", type=int, default=None, help="model-free PPO iterations")
+    parser.add_argument("--out", type=Path, default=Path("runs/mbrl_vs_modelfree"))
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse()
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    table = load_cells(args.truth)
+    model = str(table["model"].iloc[0])
+    config_file = args.truth / "config.json"
+    settings = json.loads(config_file.read_text())["config"] if config_file.is_file() else {}
+    truth = TableRewardSource(table, describe(model))
+    real = args.real or ("table" if args.quick else "llm")
+    spec = {"table": str(args.truth)} if real == "table" else {
+        "model": model, "corpus": settings.get("corpus", "wikitext2"), "tokens": settings.get("tokens", 1024),
+        "context": settings.get("context", 256)}
+    oracle = real_oracle(spec, model)
+    config = CompareConfig.quick(args.seed) if args.quick else CompareConfig(seed=args.seed)
+    if args.budget is not None:
+        config = replace(config, mbrl=replace(config.mbrl, budget=args.budget))
+    if args.mf_iterations is not None:
+        config = replace(config, mf_iterations=args.mf_iterations)
+    env_config = {"model": model, "reward": args.reward, "snr_grid_db": list(truth.snr_grid_db),
+                  "process": "gauss_markov", "process_params": DEFAULT_PROCESS, "episode_steps": 64}
+    print(f"model {model}, reward {args.reward}, real evaluations from {real}, SNR grid {list(truth.snr_grid_db)} dB",
+          flush=True)
+    start = time.perf_counter()
+    result = compare(oracle, truth, env_config, config, args.out)
+    print("\n" + result.table())
+    report(result.bars(), result.evaluations, table, real, time.perf_counter() - start)
+    print(f"\nsaved {args.out}")
+
+
+def report(bars: dict, evaluations, table, real: str, wall_s: float) -> None:
+    print(f"\n1. model-based reward {bars['mbrl_reward']:.4f} = {bars['mbrl_pct_oracle']:.1f}% of the greedy oracle's "
+          f"{bars['oracle_reward']:.4f} (gap to random closed: {bars['mbrl_gap_closed_pct']:.1f}%)  [bar >= 95%]")
+    needed = bars["model_free_needed"]
+    if needed == needed:
+        print(f"2. real evaluations: model-based {bars['mbrl_evaluations']:.0f}, model-free needed {needed:.0f} to "
+              f"reach held-out reward {bars['target_heldout_reward']:.4f} -> ratio {100 * bars['ratio']:.1f}%  "
+              f"[bar <= 10%]")
+    else:
+        print(f"2. real evaluations: model-based {bars['mbrl_evaluations']:.0f}; model-free PPO never reached held-out "
+              f"reward {bars['target_heldout_reward']:.4f} within its {bars['model_free_total']:.0f} evaluations "
+              f"(ratio <= {100 * bars['ratio_upper_bound']:.1f}%)  [bar <= 10%]")
+    print(f"   reward queries: model-based {bars['mbrl_queries']} (real rollouts), "
+          f"model-free {bars['model_free_queries']}; model-free final reward {bars['model_free_reward']:.4f} "
+          f"({bars['model_free_pct_oracle']:.1f}% of oracle)")
+    print(f"3. model-based {bars['mbrl_reward']:.4f} vs best fixed split {bars['best_fixed']} "
+          f"{bars['best_fixed_reward']:.4f} ({'beats' if bars['beats_best_fixed'] else 'does NOT beat'}) and "
+          f"Neurosurgeon-style {bars['neurosurgeon_reward']:.4f} "
+          f"({'beats' if bars['beats_neurosurgeon'] else 'does NOT beat'}); paper's scheme {bars['paper_reward']:.4f}")
+    if real == "llm" and len(evaluations):
+        check_against_truth(evaluations, table)
+    print(f"total wall time {wall_s:.0f} s")
+
+
+def check_against_truth(evaluations, table) -> None:
+    """The LLM's numbers for the cells it evaluated, against the measured grid's (same corpus and seeds)."""
+    merged = evaluations.merge(table[["k", "snr_db", "log_ppl_ratio"]], on=["k", "snr_db"], suffixes=("", "_grid"))
+    diff = (merged["log_ppl_ratio"] - merged["log_ppl_ratio_grid"]).abs().max()
+    print(f"   real LLM evaluations vs the grid: {len(merged)} cells, max |Δ log PPL ratio| = {diff:.2e}; "
+          f"mean LLM wall time per cell {evaluations['wall_s'].mean():.2f} s")
+
+
+if __name__ == "__main__":
+    main()
