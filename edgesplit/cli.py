@@ -98,11 +98,15 @@ def _register_package_commands() -> None:
     imported when one of their commands runs, so the core stays importable without starting Ray.
     """
     from edgesplit.profile.command import profile_command
+    from rllib_env.command import evaluate_policy_command, mbrl_command, train_policy_command
     from surrogate.command import fit_surrogate_command, tune_surrogate_command
 
     app.command("profile")(profile_command)
     app.command("tune-surrogate")(tune_surrogate_command)
     app.command("fit-surrogate")(fit_surrogate_command)
+    app.command("train-policy")(train_policy_command)
+    app.command("mbrl")(mbrl_command)
+    app.command("evaluate-policy")(evaluate_policy_command)
 
 
 _register_package_commands()
