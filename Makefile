@@ -20,12 +20,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: exact split, impaired generation, a reduced profile grid with plots, costs (runs/demo), then a short
-# Ray fleet of 4 UEs and 1 edge doing real partitioned generation (runs/demo/fleet).
+# The main job: exact split, impaired generation, a profile of every split x 4 SNRs with plots, costs (runs/demo);
+# a short Ray fleet of 4 UEs and 1 edge doing real partitioned generation (runs/demo/fleet); a smoke-budget
+# model-based RL run on the profile just measured, compared with the baselines (runs/demo/mbrl).
 demo: setup
 	$(BIN)/edgesplit demo --out runs/demo
 	$(BIN)/python -m cluster.run_fleet --ues 4 --edges 1 --requests 8 --max-new-tokens 16 --policy fixed:15 \
 		--out runs/demo/fleet
+	$(BIN)/python -c "from rllib_env.smoke import smoke_demo; smoke_demo('runs/demo/mbrl', truth='runs/demo/profile')"
 
 lint: setup
 	$(BIN)/ruff check .

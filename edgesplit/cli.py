@@ -82,7 +82,7 @@ def generate(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the demo writes its results."),
-    tokens: int = typer.Option(512, min=64, help="Corpus tokens for the quality table."),
+    tokens: int = typer.Option(256, min=64, max=2048, help="Corpus tokens for the profile (one window)."),
     seed: int = typer.Option(0),
 ) -> None:
     """The main job on the built-in model: exact split, impaired generation, quality and cost tables."""
