@@ -2,7 +2,7 @@
 
 edgesplit train-policy --reward surrogate --surrogate runs/surrogate_ckpt --iterations 20 --out runs/policy
 edgesplit train-policy --reward real --table runs/surrogate_truth_awgn --iterations 20   # counted replay
-edgesplit mbrl --budget 30 --out runs/mbrl --oracle-table runs/surrogate_truth_awgn       # the real LLM, counted
+edgesplit mbrl --budget 24 --out runs/mbrl --oracle-table runs/surrogate_truth_awgn       # the real LLM, counted
 edgesplit evaluate-policy --checkpoint runs/mbrl/policy/checkpoint --table runs/surrogate_truth_awgn --out runs/eval
 
 ``--reward real`` evaluates with the LLM (``--model``, ``--corpus``, ``--tokens``, ``--context``) unless ``--table``
@@ -126,11 +126,11 @@ def train_policy_command(
 
 
 def mbrl_command(
-    budget: int = typer.Option(30, help="Real LLM evaluations in total."),
-    initial: int = typer.Option(12, help="Space-filling initial design."),
-    per_round: int = typer.Option(6, help="Most new real evaluations per round."),
+    budget: int = typer.Option(24, help="Real LLM evaluations in total."),
+    initial: int = typer.Option(8, help="Space-filling initial design."),
+    per_round: int = typer.Option(4, help="Most new real evaluations per round."),
     iterations_first: int = typer.Option(12, help="PPO iterations after the first fit."),
-    iterations_per_round: int = typer.Option(4, help="PPO iterations after each refit."),
+    iterations_per_round: int = typer.Option(3, help="PPO iterations after each refit."),
     final_iterations: int = typer.Option(6, help="PPO iterations once the budget is spent."),
     out: Path = typer.Option(Path("runs/mbrl"), help="Writes evaluations/rounds.parquet, policy/, surrogate/."),
     table: Path | None = typer.Option(None, help="Replay real evaluations from this grid instead of running the LLM."),

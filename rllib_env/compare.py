@@ -47,10 +47,14 @@ class CompareConfig:
     seed: int = 0
     """Seed of every learner."""
 
+    def __post_init__(self) -> None:
+        if min(self.mf_iterations, self.paper_iterations, self.traces, self.curve_traces) < 1:
+            raise ValueError("mf_iterations, paper_iterations, traces and curve_traces must each be >= 1")
+
     @classmethod
     def quick(cls, seed: int = 0) -> CompareConfig:
         """A few minutes on two cores: small budgets and batches (figures are indicative only)."""
-        mbrl = MbrlConfig(budget=20, initial=10, per_round=5, iterations_first=6, iterations_per_round=2,
+        mbrl = MbrlConfig(budget=20, initial=6, per_round=4, iterations_first=6, iterations_per_round=2,
                           final_iterations=2, rollout_traces=2, seed=seed)
         return cls(mbrl=mbrl, mf_iterations=8, paper_iterations=6, traces=6, curve_traces=3, seed=seed,
                    overrides={"training": {"train_batch_size_per_learner": 1000, "minibatch_size": 200}})

@@ -9,15 +9,18 @@ The loop (every real evaluation goes through one counted :class:`~rllib_env.sour
 1. Initial design: ``initial`` cells chosen by greedy maximin over the surrogate's features of the candidate grid
    (every allowed lossy split × every grid setting; :func:`surrogate.active.space_filling`), evaluated for real.
 2. Fit the deep-ensemble surrogate (:class:`~surrogate.model.QualitySurrogate`, the Tune-chosen config when
-   ``surrogate_config`` names one) on every real evaluation so far.
+   ``surrogate_config`` names one) on every real evaluation so far; measured cells keep their measured value in
+   the training environment (the surrogate fills in the rest).
 3. Train PPO on the surrogate environment (the first round ``iterations_first`` iterations, later rounds
    ``iterations_per_round`` more, warm-started: one algorithm, the surrogate inside its source is swapped).
 4. Roll the greedy policy out on the real evaluator over ``rollout_traces`` fresh traces, spending at most
    ``per_round`` new evaluations: the cells the policy actually picks are the ones whose quality decides its
-   reward. Then, for each channel setting the rollouts visited, evaluate the split the surrogate finds most
-   promising among those never evaluated (upper confidence bound ``mean + ucb_beta · std`` of the reward over the
-   ensemble members) when it could beat that setting's best known split — the policy's blind spots.
-5. Refit on everything, go to 3, until ``budget`` real evaluations are spent; then ``final_iterations`` more.
+   reward. Then spend what is left of the round on the policy's blind spots: for the channel settings the
+   rollouts visited, the never-evaluated splits most likely to be the best (``explore="thompson"``: Thompson draws
+   of the surrogate, observation noise included, with measured cells fixed; ``"ucb"``: optimistic gain over the
+   best verified split), weighted by how often each setting was visited.
+5. Refit on everything, go to 3, until ``budget`` real evaluations are spent (or a round finds nothing worth
+   evaluating); then ``final_iterations`` more.
 
 Counting: ``real_evaluations`` is the number of distinct lossy cells whose quality needed the LLM (cache misses);
 ``queries`` counts every cell asked for, cache hits included. Outputs under ``out``: ``evaluations.parquet``,
@@ -54,15 +57,15 @@ ROLLOUT_SEED = 500_000
 class MbrlConfig:
     """Budget and schedule of the model-based loop."""
 
-    budget: int = 30
+    budget: int = 24
     """Real LLM evaluations in total (initial design included)."""
-    initial: int = 12
+    initial: int = 8
     """Cells of the space-filling initial design."""
-    per_round: int = 6
+    per_round: int = 4
     """Most new real evaluations per round (policy rollouts and exploration together)."""
     iterations_first: int = 12
     """PPO iterations after the first fit."""
-    iterations_per_round: int = 4
+    iterations_per_round: int = 3
     """PPO iterations after each refit."""
     final_iterations: int = 6
     """PPO iterations once the budget is spent."""
@@ -307,6 +310,8 @@ def run_mbrl(real: RealRewardSource, env_config: dict[str, Any], config: MbrlCon
             before = loop.spent
             visited = loop.rollout(limit, f"{tag}-policy")
             loop.explore(visited, limit - (loop.spent - before), f"{tag}-explore")
+            if loop.spent == before:
+                break  # neither the policy nor the exploration step finds a cell worth evaluating
             loop.refit()
             loop.train(config.iterations_per_round, tag=tag)
             record(tag)

@@ -5,7 +5,7 @@ smoke_demo("runs/demo_mbrl")
 
 Real evaluations are a counted replay of a measured grid: the built-in model's (``runs/surrogate_truth_awgn``, when
 the profiler/surrogate runs left it there) or else the synthetic 8-layer grid of :mod:`surrogate.synthetic`, so the
-demo never waits on the LLM. The loop spends 14 real evaluations, trains PPO for a handful of small iterations, and
+demo never waits on the LLM. The loop spends 16 real evaluations, trains PPO for a handful of small iterations, and
 scores the policy against the greedy oracle, the best fixed split, the cost-only rule and random on 4 held-out
 traces. Figures at this budget are a smoke test, not the benchmark (``benchmarks/mbrl_vs_modelfree.py``).
 """
@@ -39,7 +39,7 @@ def _grid(truth: Path | None) -> pd.DataFrame:
     return cells[cells["channel"] == "awgn"].reset_index(drop=True)
 
 
-def smoke_demo(out: str | Path = "runs/demo_mbrl", truth: str | Path | None = DEFAULT_TRUTH, budget: int = 14,
+def smoke_demo(out: str | Path = "runs/demo_mbrl", truth: str | Path | None = DEFAULT_TRUTH, budget: int = 16,
                seed: int = 0) -> pd.DataFrame:
     """Run the smoke comparison (see the module docstring); returns and prints its summary table."""
     start = time.perf_counter()
@@ -49,7 +49,7 @@ def smoke_demo(out: str | Path = "runs/demo_mbrl", truth: str | Path | None = DE
     env_config = {"model": model, "reward": "paper", "snr_grid_db": list(truth_source.snr_grid_db),
                   "episode_steps": 32}
     real = RealRewardSource(replay_oracle(table), truth_source.descriptor)
-    config = MbrlConfig(budget=budget, initial=8, per_round=3, iterations_first=6, iterations_per_round=1,
+    config = MbrlConfig(budget=budget, initial=6, per_round=4, iterations_first=6, iterations_per_round=1,
                         final_iterations=1, rollout_traces=1, seed=seed,
                         surrogate_config={"ensemble_size": 4, "epochs": 600})
     print(f"model-based RL smoke run on {model} (L={truth_source.descriptor.num_layers}), "

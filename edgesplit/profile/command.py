@@ -13,6 +13,7 @@ Registered by ``edgesplit.cli`` as ``app.command("profile")(profile_command)``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -43,7 +44,7 @@ def _build_config(out: Path, model: str, channel: str, snr_db: str | None, p: st
                                                                                          MODULATIONS),
         fading=fading, splits=parse_splits(splits), corpus=corpus, tokens=tokens, context=context, stride=stride,
         seeds=seeds, first_seed=first_seed, encoding=encoding, device=device, edge=edge, link=link,
-        batch_size=batch_size, workers=workers)
+        batch_size=batch_size, workers=workers, extra={"argv": list(sys.argv)})
 
 
 def _prepare(config: ProfileConfig):

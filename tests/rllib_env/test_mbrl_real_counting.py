@@ -56,3 +56,30 @@ def test_budget_ratio_reads_the_model_free_curve():
     assert budget_ratio(20, curve, 0.3)["ratio"] == pytest.approx(0.2)
     never = budget_ratio(20, curve, 0.5)
     assert never["model_free_needed"] != never["model_free_needed"] and never["ratio_upper_bound"] == 0.1
+
+
+@pytest.mark.parametrize("explore", ["thompson", "ucb"])
+def test_exploration_scores_only_open_cells_and_spends_its_limit(explore):
+    from edgesplit.scenario import ChannelSetting
+    from rllib_env.device_state import DeviceState
+    from rllib_env.mbrl import MbrlLoop
+
+    real = RealRewardSource(TableOracle(synthetic_cells(seed=0)), describe(MODEL_NAME))
+    loop = MbrlLoop(real, BASE, MbrlConfig(budget=12, initial=6, surrogate_config=SMALL_SURROGATE, explore=explore,
+                                           ucb_beta=3.0))
+    try:
+        loop.design()
+        device = DeviceState(2e9, 0.0)
+        visited = [(device, ChannelSetting(kind="awgn", snr_db=snr)) for snr in (15.0, 20.0, 20.0, 25.0)]
+        score = loop.best_probability if explore == "thompson" else loop.optimistic_gains
+        scores = [(s, k, g) for s in {s for _, s in visited} for k, g in score(s, device)]
+        assert scores and all(real.would_evaluate(k, s) and 1 <= k < NUM_LAYERS for s, k, _ in scores)
+        if explore == "thompson":
+            for setting in {s for s, _, _ in scores}:
+                assert sum(g for s, _, g in scores if s == setting) <= 1.0 + 1e-9
+        else:
+            assert all(g > 0 for _, _, g in scores)
+        loop.explore(visited, 2, "explore")
+        assert real.stats.llm_evaluations == 8 and set(real.log_frame()["tag"]) == {"design", "explore"}
+    finally:
+        loop.close()
