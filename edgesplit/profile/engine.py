@@ -30,6 +30,7 @@ from edgesplit.link import LinkLog
 from edgesplit.models import LoadedModel
 from edgesplit.profile.cells import ProfileCell, impair_window
 from edgesplit.quality import QualityResult, Window, make_windows
+from edgesplit.quality.windows import batch_windows, scored_slice
 from edgesplit.split import EdgeTail
 
 
@@ -108,13 +109,6 @@ class CellResult:
     """Measured bit error rate (digital only; NaN otherwise)."""
 
 
-def _length_batches(windows: list[Window], batch_size: int) -> list[list[Window]]:
-    groups: dict[int, list[Window]] = {}
-    for window in windows:
-        groups.setdefault(window.length, []).append(window)
-    return [group[i:i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
-
-
 def _boundaries(model: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
     """``[L + 1, batch, tokens, hidden]`` states at every layer boundary (same ops as DeviceHead, layer by layer)."""
     adapter = model.adapter
@@ -127,11 +121,6 @@ def _boundaries(model: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
     return torch.stack(states)
 
 
-def _scored_slice(window: Window) -> slice:
-    start = window.first_target - window.begin  # logits at position p predict token p + 1
-    return slice(start - 1, window.length - 1)
-
-
 @torch.inference_mode()
 def prepare_windows(model: LoadedModel, token_ids: torch.Tensor, context: int, stride: int | None = None,
                     batch_size: int = 4) -> PreparedWindows:
@@ -140,12 +129,12 @@ def prepare_windows(model: LoadedModel, token_ids: torch.Tensor, context: int, s
         raise ValueError(f"token_ids must be a 1-D stream, got shape {tuple(token_ids.shape)}")
     start = time.perf_counter()
     prepared: dict[Window, CleanWindow] = {}
-    for batch in _length_batches(make_windows(int(token_ids.numel()), context, stride), batch_size):
+    for batch in batch_windows(make_windows(int(token_ids.numel()), context, stride), batch_size):
         ids = torch.stack([token_ids[w.begin:w.end] for w in batch])
         states = _boundaries(model, ids)
         logits = model.adapter.final_norm_and_head(states[-1])
         for row, window in enumerate(batch):
-            scored = logits[row, _scored_slice(window)].float()
+            scored = logits[row, scored_slice(window)].float()
             logp = F.log_softmax(scored, dim=-1)
             targets = token_ids[window.first_target:window.end].long()
             nll = -logp.gather(-1, targets[:, None]).sum().item()
@@ -190,7 +179,7 @@ def _noisy_group(model: LoadedModel, prepared: PreparedWindows, cells: Sequence[
         payload = clean.hidden[k].unsqueeze(0)
         rows = torch.cat([impair_window(cell, clean.window, payload, s.log) for cell, s in zip(cells, sums,
                                                                                                strict=True)])
-        logits = tail(rows)[:, _scored_slice(clean.window)]
+        logits = tail(rows)[:, scored_slice(clean.window)]
         for row, acc in enumerate(sums):
             acc.add(logits[row], clean)
     wall = (time.perf_counter() - start) / len(cells)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from edgesplit.models import LoadedModel
-from edgesplit.quality.windows import Window, make_windows
+from edgesplit.quality.windows import Window, batch_windows, make_windows, scored_slice
 from edgesplit.split import DeviceHead, EdgeTail
 
 Link = Callable[[torch.Tensor], torch.Tensor]
@@ -69,20 +69,11 @@ class _Accumulator:
                              nll_sum=self.nll, clean_nll_sum=self.clean_nll)
 
 
-def _batches(windows: list[Window], batch_size: int) -> list[list[Window]]:
-    """Group windows of equal length (all but possibly the last) into batches."""
-    groups: dict[int, list[Window]] = {}
-    for window in windows:
-        groups.setdefault(window.length, []).append(window)
-    return [group[i:i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
-
-
 def _scored(logits: torch.Tensor, ids: torch.Tensor, batch: list[Window]) -> tuple[torch.Tensor, torch.Tensor]:
     """Flatten the logits/targets of the scored positions of a batch of windows."""
     rows_logits, rows_targets = [], []
     for row, window in enumerate(batch):
-        start = window.first_target - window.begin  # logits at position p predict token p + 1
-        rows_logits.append(logits[row, start - 1:window.length - 1])
+        rows_logits.append(logits[row, scored_slice(window)])
         rows_targets.append(ids[window.first_target:window.end])
     return torch.cat(rows_logits), torch.cat(rows_targets)
 
@@ -102,7 +93,7 @@ def evaluate_split(model: LoadedModel, token_ids: torch.Tensor, k: int, link: Li
     impaired = link is not None and head.sends == "hidden"
     windows = make_windows(int(token_ids.numel()), context, stride)
     acc = _Accumulator()
-    for batch in tqdm(_batches(windows, batch_size), desc=f"quality k={k}", disable=not progress, leave=False):
+    for batch in tqdm(batch_windows(windows, batch_size), desc=f"quality k={k}", disable=not progress, leave=False):
         ids = torch.stack([token_ids[w.begin:w.end] for w in batch])
         payload = head(ids)
         clean = tail(payload)

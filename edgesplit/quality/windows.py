@@ -52,3 +52,16 @@ def make_windows(num_tokens: int, context: int, stride: int | None = None) -> li
         previous_end = end
         begin += stride
     return windows
+
+
+def batch_windows(windows: list[Window], batch_size: int) -> list[list[Window]]:
+    """Group windows of equal length (all but possibly the last) into batches of at most ``batch_size``."""
+    groups: dict[int, list[Window]] = {}
+    for window in windows:
+        groups.setdefault(window.length, []).append(window)
+    return [group[i:i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
+
+
+def scored_slice(window: Window) -> slice:
+    """Positions of a window's logits that predict its scored targets (logits at position p predict token p + 1)."""
+    return slice(window.first_target - window.begin - 1, window.length - 1)
