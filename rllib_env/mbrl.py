@@ -20,7 +20,7 @@ The loop (every real evaluation goes through one counted :class:`~rllib_env.sour
    of the surrogate, observation noise included, with measured cells fixed; ``"ucb"``: optimistic gain over the
    best verified split), weighted by how often each setting was visited.
 5. Refit on everything, go to 3, until ``budget`` real evaluations are spent (or a round finds nothing worth
-   evaluating); then ``final_iterations`` more.
+   evaluating, even over every grid setting); then ``final_iterations`` more.
 
 Counting: ``real_evaluations`` is the number of distinct lossy cells whose quality needed the LLM (cache misses);
 ``queries`` counts every cell asked for, cache hits included. Outputs under ``out``: ``evaluations.parquet``,
@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from edgesplit.scenario import ChannelSetting
+from rllib_env.device_state import DeviceState
 from rllib_env.policy import Policy
 from rllib_env.registry import register_source, unregister_source
 from rllib_env.sources import QUALITY_COLUMNS, RealRewardSource, SurrogateRewardSource, cell_frame, lossless
@@ -251,6 +252,12 @@ class MbrlLoop:
         return [(k, float(p)) for i, (k, p) in enumerate(zip(ks, p_best, strict=True))
                 if feasible[i] and self.real.would_evaluate(k, setting)]
 
+    def grid_states(self, visited: list) -> list[tuple[Any, ChannelSetting]]:
+        """Every grid setting once (at the last visited device state): exploration beyond what the policy saw."""
+        levels = self.real_env.config.device
+        device = visited[-1][0] if visited else DeviceState(levels.f_levels_hz[0], levels.load_levels[0])
+        return [(device, setting) for setting in dict.fromkeys(s for _, s in candidate_cells(self.real_env))]
+
     def optimistic_gains(self, setting: ChannelSetting, device_state: Any) -> list[tuple[int, float]]:
         """(k, gain) for unevaluated feasible splits whose optimistic reward beats the best verified one.
 
@@ -310,8 +317,10 @@ def run_mbrl(real: RealRewardSource, env_config: dict[str, Any], config: MbrlCon
             before = loop.spent
             visited = loop.rollout(limit, f"{tag}-policy")
             loop.explore(visited, limit - (loop.spent - before), f"{tag}-explore")
+            if loop.spent == before:  # the visited states hold nothing worth evaluating: look at every grid setting
+                loop.explore(loop.grid_states(visited), limit, f"{tag}-grid")
             if loop.spent == before:
-                break  # neither the policy nor the exploration step finds a cell worth evaluating
+                break
             loop.refit()
             loop.train(config.iterations_per_round, tag=tag)
             record(tag)

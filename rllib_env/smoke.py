@@ -49,8 +49,8 @@ def smoke_demo(out: str | Path = "runs/demo_mbrl", truth: str | Path | None = DE
     env_config = {"model": model, "reward": "paper", "snr_grid_db": list(truth_source.snr_grid_db),
                   "episode_steps": 32}
     real = RealRewardSource(replay_oracle(table), truth_source.descriptor)
-    config = MbrlConfig(budget=budget, initial=6, per_round=4, iterations_first=6, iterations_per_round=1,
-                        final_iterations=1, rollout_traces=1, seed=seed,
+    config = MbrlConfig(budget=budget, initial=8, per_round=4, iterations_first=8, iterations_per_round=1,
+                        final_iterations=2, rollout_traces=2, seed=seed,
                         surrogate_config={"ensemble_size": 4, "epochs": 600})
     print(f"model-based RL smoke run on {model} (L={truth_source.descriptor.num_layers}), "
           f"budget {budget} real evaluations (replayed from a measured grid)", flush=True)
