@@ -2,7 +2,7 @@
 
 edgesplit train-policy --reward surrogate --surrogate runs/surrogate_ckpt --iterations 20 --out runs/policy
 edgesplit train-policy --reward real --table runs/surrogate_truth_awgn --iterations 20   # counted replay
-edgesplit mbrl --budget 24 --out runs/mbrl --oracle-table runs/surrogate_truth_awgn       # the real LLM, counted
+edgesplit mbrl --budget 20 --out runs/mbrl --oracle-table runs/surrogate_truth_awgn       # the real LLM, counted
 edgesplit evaluate-policy --checkpoint runs/mbrl/policy/checkpoint --table runs/surrogate_truth_awgn --out runs/eval
 
 ``--reward real`` evaluates with the LLM (``--model``, ``--corpus``, ``--tokens``, ``--context``) unless ``--table``
@@ -126,7 +126,7 @@ def train_policy_command(
 
 
 def mbrl_command(
-    budget: int = typer.Option(24, help="Real LLM evaluations in total."),
+    budget: int = typer.Option(20, help="Real LLM evaluations in total."),
     initial: int = typer.Option(8, help="Space-filling initial design."),
     per_round: int = typer.Option(4, help="Most new real evaluations per round."),
     iterations_first: int = typer.Option(12, help="PPO iterations after the first fit."),
@@ -165,7 +165,7 @@ def mbrl_command(
         outcome = run_mbrl(real, {**env_config, "source": spec}, config, out, evaluate=evaluate)
     except ValueError as err:
         _fail(str(err))
-    typer.echo(f"{len(outcome.evaluations)} real LLM evaluations ({real.stats.queries} queries); "
+    typer.echo(f"{len(outcome.evaluations)} real evaluations ({real.stats.queries} reward queries); "
                f"policy {outcome.checkpoint}")
 
 

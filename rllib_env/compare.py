@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from rllib_env.baselines import best_fixed, rule_policies, train_model_free, train_paper_scheme
+from rllib_env.baselines import GreedyOracle, best_fixed, rule_policies, train_model_free, train_paper_scheme
 from rllib_env.evaluate import evaluate_policies, heldout_reward, heldout_seeds, write_evaluation
 from rllib_env.mbrl import MbrlConfig, budget_ratio, run_mbrl
 from rllib_env.sources import RealRewardSource, TableRewardSource
@@ -33,7 +33,7 @@ class CompareConfig:
     """Sizes of one comparison."""
 
     mbrl: MbrlConfig = field(default_factory=MbrlConfig)
-    """The model-based loop."""
+    """The model-based loop (its seed is replaced by :attr:`seed`)."""
     mf_iterations: int = 30
     """Model-free PPO iterations on the real evaluator."""
     paper_iterations: int = 20
@@ -76,6 +76,8 @@ class CompareResult:
     """The model-based loop's real evaluations, one row each."""
     wall_s: dict[str, float]
     """Wall time of each phase."""
+    curve_oracle: float = float("nan")
+    """The greedy oracle's mean reward on the learning curves' traces (the curves' reference line)."""
 
     def bars(self) -> dict[str, Any]:
         """The issue's figures (see the module docstring of ``benchmarks/mbrl_vs_modelfree.py``)."""
@@ -92,7 +94,7 @@ class CompareResult:
                 "paper_reward": float(s.loc["paper", "mean_reward"]),
                 "beats_best_fixed": bool(mbrl["mean_reward"] > fixed["mean_reward"]),
                 "beats_neurosurgeon": bool(mbrl["mean_reward"] > s.loc["neurosurgeon", "mean_reward"]),
-                "target_heldout_reward": target, **ratio,
+                "target_heldout_reward": target, "curve_oracle_reward": self.curve_oracle, **ratio,
                 "mbrl_queries": int(self.mbrl_rounds["queries"].iloc[-1]),
                 "model_free_queries": int(self.mf_curve["source_queries"].iloc[-1])}
 
@@ -116,8 +118,8 @@ def compare(real_oracle: Any, truth: TableRewardSource, env_config: dict[str, An
 
     start = time.perf_counter()
     mbrl_real = RealRewardSource(real_oracle, truth.descriptor)
-    mbrl = run_mbrl(mbrl_real, env_config, config.mbrl, out / "mbrl" if out else None, overrides=config.overrides,
-                    evaluate=curve, progress=progress)
+    mbrl = run_mbrl(mbrl_real, env_config, replace(config.mbrl, seed=config.seed), out / "mbrl" if out else None,
+                    overrides=config.overrides, evaluate=curve, progress=progress)
     wall["mbrl_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -138,7 +140,8 @@ def compare(real_oracle: Any, truth: TableRewardSource, env_config: dict[str, An
     steps, summary = evaluate_policies(policies, env_config, truth, seeds)
     wall["evaluate_s"] = time.perf_counter() - start
     result = CompareResult(summary=summary, steps=steps, mbrl_rounds=mbrl.rounds, mf_curve=mf_curve,
-                           evaluations=mbrl.evaluations, wall_s=wall)
+                           evaluations=mbrl.evaluations, wall_s=wall,
+                           curve_oracle=heldout_reward(GreedyOracle(), env_config, truth, curve_seeds))
     if out is not None:
         save_result(result, out, config)
     return result
@@ -161,7 +164,7 @@ def plot_budget(result: CompareResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    oracle = float(result.summary["oracle_reward"].iloc[0])
+    oracle = result.curve_oracle
     mf, mb = result.mf_curve, result.mbrl_rounds
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (mb_x, mf_x, label) in zip(axes, [("real_evaluations", "real_evaluations", "real LLM evaluations"),
@@ -169,7 +172,7 @@ def plot_budget(result: CompareResult, path: Path) -> None:
                                        strict=True):
         ax.plot(mb[mb_x], mb["heldout_reward"], "o-", label="model-based (surrogate PPO)")
         ax.plot(mf[mf_x], mf["heldout_reward"], "s-", label="model-free PPO")
-        ax.axhline(oracle, color="k", ls=":", label="greedy oracle")
+        ax.axhline(oracle, color="k", ls=":", label="greedy oracle (same traces)")
         ax.axhline(0.95 * oracle, color="grey", ls="--", lw=0.8, label="95% of oracle")
         ax.set_xscale("log")
         ax.set_xlabel(label)

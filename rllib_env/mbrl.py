@@ -1,7 +1,7 @@
 """Model-based RL for the split policy: train PPO on the surrogate, spend real LLM evaluations only where needed.
 
 from rllib_env.mbrl import MbrlConfig, run_mbrl
-outcome = run_mbrl(real_source, env_config, MbrlConfig(budget=30), out="runs/mbrl")
+outcome = run_mbrl(real_source, env_config, MbrlConfig(budget=20), out="runs/mbrl")
 outcome.evaluations      # one row per real LLM evaluation (why it was asked for, cell, quality, wall time)
 
 The loop (every real evaluation goes through one counted :class:`~rllib_env.sources.RealRewardSource`):
@@ -58,7 +58,7 @@ ROLLOUT_SEED = 500_000
 class MbrlConfig:
     """Budget and schedule of the model-based loop."""
 
-    budget: int = 24
+    budget: int = 20
     """Real LLM evaluations in total (initial design included)."""
     initial: int = 8
     """Cells of the space-filling initial design."""
