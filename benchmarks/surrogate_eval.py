@@ -14,10 +14,17 @@ Each strategy may evaluate ``fraction`` of the grid's cells for real (lossless c
 exactly and never evaluated); the surrogate trained on them is scored on every other lossy cell (R², Spearman and
 90%-interval coverage of log(PPL/PPL0)) and by the decision regret over all channel states (see
 :mod:`surrogate.metrics`: % of the global reward range — the issue's bar — and the stricter mean per-state %).
+Sensitivity feature (:mod:`surrogate.sensitivity`): the model's first-order Fisher sums at every split, measured
+from the real model on the truth's corpus and tokens (and saved as ``sensitivity.json`` beside the truth). It is
+LLM compute, so it is charged: the benchmark times it against real cell evaluations run side by side and takes the
+equivalent number of cells (rounded up) out of the budget of every strategy that uses the feature.
+
 Rows: the deep ensemble with active learning, with random selection of the same number of cells, the same with the
-monotonicity penalty, a Gaussian process on the actively chosen cells, and the reference paper's surrogate (MLP
-2→128→128→1 on (channel parameter, k)) on random and on the actively chosen cells. Figures are mean ± std over
-``--seeds`` seeds (each seed changes the design, the draws and the networks' initialisation).
+monotonicity penalty, without the sensitivity feature (the full budget, base features only), a Gaussian process on
+the actively chosen cells, and the reference paper's surrogate (MLP 2→128→128→1 on (channel parameter, k)) on random
+and on the actively chosen cells. Intervals of the active ensembles are calibrated by 5-fold cross-validation on the
+labelled cells. Figures are mean ± std over ``--seeds`` seeds (each seed changes the design, the draws and the
+networks' initialisation).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from surrogate.evaluator import TableOracle
 from surrogate.features import lossless_mask
 from surrogate.fit import read_config
 from surrogate.model import QualitySurrogate
+from surrogate.sensitivity import PROFILE_FILE, SensitivityProfile
 
 CORPUS = "../shared/data/wikitext-2-raw/wiki.test.raw"
 FULL = {"snr_db": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0), "splits": None, "tokens": 1024}
@@ -61,6 +69,37 @@ def build_truth(out: Path, quick: bool) -> None:
     print(f"truth: {outcome.computed} cells measured in {time.perf_counter() - start:.0f} s -> {out}")
 
 
+def sensitivity_profile(truth: Path, table: pd.DataFrame) -> tuple[SensitivityProfile, float]:
+    """The model's profile (measured on the truth's corpus, saved beside it for ``fit-surrogate --sensitivity auto``)
+    and its cost in real cell evaluations, timed side by side with two lossy cells of the grid."""
+    import json
+
+    from edgesplit.models import load_model
+    from edgesplit.quality import load_corpus, tokenize_corpus
+    from surrogate.evaluator import RealEvaluator
+
+    directory = truth if truth.is_dir() else truth.parent
+    config_file = directory / "config.json"
+    settings = json.loads(config_file.read_text())["config"] if config_file.is_file() else {}
+    corpus_spec = settings.get("corpus", "default")
+    corpus = load_corpus(corpus_spec if corpus_spec == "default" or Path(corpus_spec).is_file() else "default")
+    model = load_model(str(table["model"].iloc[0]))
+    tokens = int(settings.get("tokens", 1024))
+    evaluator = RealEvaluator(model, tokenize_corpus(corpus, model.tokenizer, tokens),
+                              context=int(settings.get("context", 256)), corpus_name=corpus.name)
+    profile = evaluator.sensitivity()  # deterministic for its seed; measured each run to time it
+    profile.save(directory / PROFILE_FILE)
+    sample = table[(table["k"] > 0) & (table["k"] < table["num_layers"])].drop_duplicates("k").head(2)
+    evaluator.evaluate_frame(sample)  # includes the clean pass, which the cells' time below excludes
+    per_cell = (evaluator.stats.wall_s - evaluator.stats.clean_pass_s - evaluator.stats.sensitivity_s) / len(sample)
+    # the profile's own passes include a clean forward, so the clean pass is charged to it as well
+    equivalent = (evaluator.stats.sensitivity_s + evaluator.stats.clean_pass_s) / max(per_cell, 1e-9)
+    print(f"sensitivity profile: {profile.tokens} tokens x {profile.samples} draw(s), "
+          f"{evaluator.stats.sensitivity_s:.1f} s (+ clean pass {evaluator.stats.clean_pass_s:.1f} s) vs "
+          f"{per_cell:.1f} s per real cell side by side -> charged {math.ceil(equivalent)} cells")
+    return profile, equivalent
+
+
 def _row(name: str, report: dict, cells: int) -> dict:
     target, regret = report["log_ppl_ratio"], report["regret"]
     return {"surrogate": name, "real cells": cells, "R2": target["r2"], "Spearman": target["spearman"],
@@ -68,32 +107,38 @@ def _row(name: str, report: dict, cells: int) -> dict:
             "regret %state": regret["pct_per_state"], "optimal": regret["optimal_fraction"]}
 
 
-def run_seed(table: pd.DataFrame, reward: SplitReward, config: EnsembleConfig, budget: int, seed: int) -> list[dict]:
-    """Every strategy of the comparison for one seed."""
+def run_seed(table: pd.DataFrame, reward: SplitReward, config: EnsembleConfig, budget: int, seed: int,
+             sensitivity: dict[str, SensitivityProfile] | None, charge: int) -> list[dict]:
+    """Every strategy of the comparison for one seed (``charge`` cells come off the budget of the strategies that
+    use ``sensitivity``)."""
     candidates = table.drop(columns=list(TARGETS))
     ensemble = replace(config, seed=seed)
     monotone = replace(ensemble, monotone_weight=max(ensemble.monotone_weight, 0.1))
-    initial = max(4, budget // 3)
 
-    def learn(strategy: str, make) -> tuple:
+    def learn(strategy: str, make, profiles) -> tuple:
         oracle = TableOracle(table)
+        cells = budget - (charge if profiles else 0)
         learner = ActiveLearner(candidates, oracle, make, reward, ActiveConfig(
-            budget=budget, initial=initial, batch=4, strategy=strategy, seed=seed))
+            budget=cells, initial=max(4, cells // 3), batch=4, strategy=strategy, seed=seed), sensitivity=profiles)
         result = learner.run()
         held = ~lossless_mask(table)
         held[result.selected] = False
         return result, held, oracle.stats.evaluations
 
-    rows = []
-    active, held_active, spent = learn("active", lambda: QualitySurrogate(ensemble))
+    rows, s = [], sensitivity
+    active, held_active, spent = learn("active", lambda: QualitySurrogate(ensemble, sensitivity=s), s)
     rows.append(_row("ensemble + active learning", surrogate_report(active.surrogate, table, reward, held_active),
                      spent))
-    rand, held_rand, spent_rand = learn("random", lambda: QualitySurrogate(ensemble))
+    rand, held_rand, spent_rand = learn("random", lambda: QualitySurrogate(ensemble, sensitivity=s), s)
     rows.append(_row("ensemble + random cells", surrogate_report(rand.surrogate, table, reward, held_rand), spent_rand))
-    mono, held_mono, spent_mono = learn("active", lambda: QualitySurrogate(monotone))
+    mono, held_mono, spent_mono = learn("active", lambda: QualitySurrogate(monotone, sensitivity=s), s)
     rows.append(_row("ensemble + monotone + active", surrogate_report(mono.surrogate, table, reward, held_mono),
                      spent_mono))
-    gp = GPSurrogate(seed=seed).fit(active.labelled)
+    if s:
+        base, held_base, spent_base = learn("active", lambda: QualitySurrogate(ensemble), None)
+        rows.append(_row("ensemble + active, no sensitivity", surrogate_report(base.surrogate, table, reward,
+                                                                                held_base), spent_base))
+    gp = GPSurrogate(seed=seed, sensitivity=s).fit(active.labelled)
     rows.append(_row("GP on the active cells", surrogate_report(gp, table, reward, held_active), spent))
     paper = PaperSurrogate(seed=seed).fit(rand.labelled)
     rows.append(_row("paper MLP on random cells", surrogate_report(paper, table, reward, held_rand), spent_rand))
@@ -128,6 +173,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--reward", default="paper", help="reward preset: paper or latency-energy")
     parser.add_argument("--config", type=Path, default=None, help="best_config.json from tune-surrogate")
+    parser.add_argument("--no-sensitivity", action="store_true", help="base features only (no Fisher profile)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     truths = args.truth or [Path("runs/surrogate_truth_quick" if args.quick else "runs/surrogate_truth_awgn")]
@@ -137,15 +183,19 @@ def main() -> None:
     reward = SplitReward(reward_preset(args.reward), model_profile(str(table["model"].iloc[0])))
     config = read_config(args.config)
     lossless = int(lossless_mask(table).sum())
+    sensitivity, charge = None, 0
+    if not args.no_sensitivity:
+        profile, equivalent = sensitivity_profile(truths[0], table)
+        sensitivity, charge = {profile.model: profile}, math.ceil(equivalent)
     print(f"grid: {len(table)} cells of {table['model'].iloc[0]} ({lossless} lossless, known exactly), "
           f"{table['setting'].nunique()} channel states; reward {args.reward}; ensemble {config.to_dict()}")
     for fraction in parse_float_grid(args.fraction, "--fraction", lambda v: 0 < v < 1, "shares in (0, 1)"):
         budget = math.floor(fraction * len(table))
         start, rows = time.perf_counter(), []
         for seed in range(args.seeds):
-            rows += run_seed(table, reward, config, budget, seed)
-        print(f"\nbudget {budget} real cells ({100 * budget / len(table):.1f}% of the grid), {args.seeds} seeds, "
-              f"{time.perf_counter() - start:.0f} s")
+            rows += run_seed(table, reward, config, budget, seed, sensitivity, charge)
+        print(f"\nbudget {budget} real cells ({100 * budget / len(table):.1f}% of the grid; {charge} of them charged "
+              f"for the sensitivity profile where used), {args.seeds} seeds, {time.perf_counter() - start:.0f} s")
         print(summarise(rows).to_string())
     print(f"(R2/Spearman/cov90 of log(PPL/PPL0) on the lossy cells not evaluated; regret over all "
           f"{table['setting'].nunique()} states, % of the global reward range and mean % of each state's range)")

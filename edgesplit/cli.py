@@ -99,11 +99,12 @@ def _register_package_commands() -> None:
     """
     from edgesplit.profile.command import profile_command
     from rllib_env.command import evaluate_policy_command, mbrl_command, train_policy_command
-    from surrogate.command import fit_surrogate_command, tune_surrogate_command
+    from surrogate.command import fit_surrogate_command, sensitivity_command, tune_surrogate_command
 
     app.command("profile")(profile_command)
     app.command("tune-surrogate")(tune_surrogate_command)
     app.command("fit-surrogate")(fit_surrogate_command)
+    app.command("sensitivity")(sensitivity_command)
     app.command("train-policy")(train_policy_command)
     app.command("mbrl")(mbrl_command)
     app.command("evaluate-policy")(evaluate_policy_command)

@@ -2,13 +2,15 @@
 
 1. Initial design: a greedy maximin (farthest-point) set over the standardised features of the candidate grid — a
    space-filling design for a discrete set; the first point is drawn with the seed.
-2. Rounds: fit the surrogate on the labelled cells, predict every candidate and score each unlabelled one by
-   ``std / max(std) + best_weight · P(best)``, where ``std`` is the ensemble's epistemic spread of the target the
-   reward uses and ``P(best)`` is the probability that the cell is the best feasible split of its channel state
-   (Monte-Carlo over the surrogate's predictive draws; labelled cells enter with their measured value). A batch is
-   taken greedily, each pick damping the scores of its neighbours in feature space (local penalisation), so one
-   round does not spend its batch on a single uncertain corner.
-3. Stop when the budget is spent; the surrogate is refitted on everything labelled.
+2. Rounds: fit the surrogate on the labelled cells, predict every candidate and score each unlabelled one by ``std /
+   max(std) + best_weight · P(best)``, where ``std`` is the ensemble's epistemic spread of the target the reward uses,
+   in that target's own units (the transformed space the networks learn in compresses large degradations, so its spread
+   would steer the budget to near-lossless cells), and ``P(best)`` is the probability that the cell is the best feasible
+   split of its channel state (Monte-Carlo over the surrogate's predictive draws; labelled cells enter with their
+   measured value). A batch is taken greedily, each pick damping the scores of its neighbours in feature space (local
+   penalisation), so one round does not spend its batch on a single uncertain corner.
+3. Stop when the budget is spent; the surrogate is refitted on everything labelled and, if it can, its intervals
+   are calibrated by cross-validation on those cells (``calibration_folds``; costs model fits, no evaluations).
 
 Lossless cells (``k = 0``, ``k = L``, ideal float32 links) are never evaluated: their quality is known exactly
 (:func:`surrogate.model.with_lossless`). They still compete for "best split" with their exact value.
@@ -29,6 +31,7 @@ import pandas as pd
 from edgesplit.reward import SplitReward
 from surrogate.features import FeatureScaler, feature_matrix, lossless_mask, settings_of, state_keys
 from surrogate.model import Prediction, quality_args
+from surrogate.sensitivity import SensitivityProfile
 
 if TYPE_CHECKING:  # the evaluator pulls in the model-loading stack; active learning only calls it
     from surrogate.evaluator import Oracle
@@ -56,7 +59,7 @@ class ActiveConfig:
     """Size of the space-filling initial design."""
     batch: int = 4
     """Cells labelled per round."""
-    best_weight: float = 1.0
+    best_weight: float = 0.5
     """Weight of P(best split) against the normalised uncertainty."""
     samples: int = 256
     """Monte-Carlo draws for P(best)."""
@@ -64,6 +67,8 @@ class ActiveConfig:
     """active or random."""
     seed: int = 0
     """Seed of the initial design, the draws and the random strategy."""
+    calibration_folds: int = 5
+    """Folds of the final interval calibration (0: none; skipped when fewer lossy cells were labelled)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -72,6 +77,8 @@ class ActiveConfig:
             raise ValueError(f"budget must be >= 2 cells, got {self.budget}")
         if not 2 <= self.initial <= self.budget:
             raise ValueError(f"initial must be in 2..budget ({self.budget}), got {self.initial}")
+        if self.calibration_folds < 0 or self.calibration_folds == 1:
+            raise ValueError(f"calibration_folds must be 0 (off) or >= 2, got {self.calibration_folds}")
         if self.batch < 1 or self.samples < 1:
             raise ValueError(f"batch and samples must be >= 1, got {self.batch} and {self.samples}")
         if not (math.isfinite(self.best_weight) and self.best_weight >= 0):
@@ -125,13 +132,15 @@ class ActiveLearner:
     """Runs :class:`ActiveConfig` over a candidate grid (cell rows without quality columns)."""
 
     def __init__(self, candidates: pd.DataFrame, oracle: Oracle, make_surrogate: Callable[[], Surrogate],
-                 reward: SplitReward, config: ActiveConfig) -> None:
+                 reward: SplitReward, config: ActiveConfig,
+                 sensitivity: dict[str, SensitivityProfile] | None = None) -> None:
         self.candidates = candidates.reset_index(drop=True)
         self.lossy = np.flatnonzero(~lossless_mask(self.candidates))
         if config.budget > len(self.lossy):
             raise ValueError(f"budget {config.budget} exceeds the {len(self.lossy)} lossy candidate cells")
         self.oracle, self.make_surrogate, self.reward, self.config = oracle, make_surrogate, reward, config
-        self.x = FeatureScaler.fit(feature_matrix(self.candidates)).transform(feature_matrix(self.candidates))
+        raw = feature_matrix(self.candidates, sensitivity)  # the design's space: what the surrogate will see
+        self.x = FeatureScaler.fit(raw).transform(raw)
         self.states = state_keys(self.candidates)
         self.analytic, self.feasible = reward.cost_terms(self.candidates["k"].to_numpy(), settings_of(self.candidates))
         self.rng = np.random.default_rng([config.seed, 0xAC71])
@@ -159,6 +168,9 @@ class ActiveLearner:
     def _finish(self, selected: list[int], rounds: list, on_round: Callable | None) -> ActiveResult:
         labelled = self._label(selected)
         surrogate = self.make_surrogate().fit(labelled)
+        folds = self.config.calibration_folds
+        if folds and hasattr(surrogate, "calibrate") and int((~lossless_mask(labelled)).sum()) >= 2 * folds:
+            surrogate.calibrate(labelled, folds)
         if on_round is not None:
             rounds.append({"labelled": len(selected), **on_round(surrogate, selected)})
         return ActiveResult(selected=selected, labelled=labelled, surrogate=surrogate, rounds=rounds)
@@ -166,7 +178,7 @@ class ActiveLearner:
     def scores(self, prediction: Prediction, selected: list[int], labelled: pd.DataFrame) -> np.ndarray:
         """Acquisition score of every candidate (−inf for labelled ones)."""
         target = REWARD_TARGET[self.reward.config.quality_metric]
-        spread = prediction.z_epistemic[:, prediction.targets.index(target)]
+        spread = prediction.std[:, prediction.targets.index(target)]
         draws = prediction.sample(self.config.samples, self.rng)
         measured = labelled[list(prediction.targets)].to_numpy(dtype=float)
         draws[:, selected] = measured[None]

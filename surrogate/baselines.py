@@ -26,6 +26,7 @@ from surrogate.dataset import TARGETS
 from surrogate.ensemble import single_thread
 from surrogate.features import FeatureScaler, feature_matrix, validate_cells
 from surrogate.model import NOISE_FLOOR, Prediction, TargetCodec, lossy_rows, with_lossless
+from surrogate.sensitivity import SensitivityProfile
 
 
 class GPSurrogate:
@@ -33,8 +34,10 @@ class GPSurrogate:
 
     kind = "gp"
 
-    def __init__(self, seed: int = 0, restarts: int = 2, scaler: FeatureScaler | None = None) -> None:
+    def __init__(self, seed: int = 0, restarts: int = 2, scaler: FeatureScaler | None = None,
+                 sensitivity: dict[str, SensitivityProfile] | None = None) -> None:
         self.seed, self.restarts, self.scaler = seed, restarts, scaler
+        self.sensitivity = dict(sensitivity) if sensitivity else None
         self.models: list = []
         self.codec: TargetCodec | None = None
         self.columns: np.ndarray | None = None
@@ -46,7 +49,7 @@ class GPSurrogate:
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
         frame = lossy_rows(frame)
-        raw = feature_matrix(frame)
+        raw = feature_matrix(frame, self.sensitivity)
         self.scaler = self.scaler or FeatureScaler.fit(raw)
         x = self.scaler.transform(raw)
         self.columns = np.flatnonzero(x.std(axis=0) > 1e-8)  # constant columns carry nothing for a GP
@@ -67,7 +70,7 @@ class GPSurrogate:
         """Posterior mean ± std as a two-member ensemble; the fitted white noise is the observation noise."""
         if not self.models:
             raise ValueError("the GP surrogate is not fitted")
-        x = self.scaler.transform(feature_matrix(frame))[:, self.columns]
+        x = self.scaler.transform(feature_matrix(frame, self.sensitivity))[:, self.columns]
         means, stds = zip(*(gp.predict(x, return_std=True) for gp in self.models), strict=True)
         mean, std = np.stack(means, axis=1), np.stack(stds, axis=1)
         noise = np.array([max(np.sqrt(gp.kernel_.k2.noise_level), NOISE_FLOOR) for gp in self.models])

@@ -2,7 +2,8 @@
 
 A checkpoint is a directory with ``weights.safetensors`` (the ensemble's stacked member weights) and
 ``surrogate.json`` (format version, ensemble config, feature names, feature scaling, target codec and transforms,
-observation noise, and free-form ``extra`` such as the reward config and the data it was trained on). Loading
+observation noise, calibrated interval scale, the sensitivity profiles the features use, and free-form ``extra``
+such as the reward config and the data it was trained on). Loading
 checks the feature and target layout against this code, so an incompatible checkpoint fails with a clear message
 instead of predicting nonsense.
 """
@@ -18,11 +19,12 @@ from safetensors.torch import load_file, save_file
 
 from surrogate.dataset import TARGETS
 from surrogate.ensemble import EnsembleConfig
-from surrogate.features import FEATURES, FeatureScaler
+from surrogate.features import FeatureScaler, feature_names
 from surrogate.model import TRANSFORMS, QualitySurrogate, TargetCodec
+from surrogate.sensitivity import SensitivityProfile
 
 FORMAT = "edgesplit-quality-surrogate"
-VERSION = 1
+VERSION = 2
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "surrogate.json"
 
@@ -39,9 +41,11 @@ def save_surrogate(surrogate: Any, path: Path, extra: dict[str, Any] | None = No
     path.mkdir(parents=True, exist_ok=True)
     save_file(surrogate.ensemble.state_dict(), str(path / WEIGHTS_FILE))
     meta = {"format": FORMAT, "version": VERSION, "config": surrogate.config.to_dict(),
-            "monotone": surrogate.use_monotone, "features": list(FEATURES), "targets": list(TARGETS),
+            "monotone": surrogate.use_monotone, "features": list(surrogate.features), "targets": list(TARGETS),
             "transforms": {name: list(TRANSFORMS[name]) for name in TARGETS}, "scaler": surrogate.scaler.to_dict(),
             "codec": surrogate.codec.to_dict(), "z_noise": surrogate.z_noise.tolist(),
+            "interval_scale": np.asarray(surrogate.interval_scale, dtype=float).tolist(),
+            "sensitivity": {name: p.to_dict() for name, p in (surrogate.sensitivity or {}).items()},
             "trained_on": surrogate.trained_on, "extra": extra or {}}
     (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return path
@@ -56,7 +60,7 @@ def read_meta(path: Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r} v{meta.get('version')}; "
                          f"this code reads {FORMAT} v{VERSION}")
-    expected = {"features": list(FEATURES), "targets": list(TARGETS),
+    expected = {"features": list(feature_names(bool(meta.get("sensitivity")))), "targets": list(TARGETS),
                 "transforms": {name: list(TRANSFORMS[name]) for name in TARGETS}}
     for key, value in expected.items():
         if meta.get(key) != value:
@@ -67,12 +71,14 @@ def read_meta(path: Path) -> dict[str, Any]:
 def load_surrogate(path: Path) -> QualitySurrogate:
     """Rebuild the surrogate saved by :func:`save_surrogate` (predictions are identical)."""
     meta = read_meta(path)
+    sensitivity = {name: SensitivityProfile.from_dict(data) for name, data in meta["sensitivity"].items()}
     surrogate = QualitySurrogate(EnsembleConfig.from_dict(meta["config"]), monotone=meta["monotone"],
-                                 scaler=FeatureScaler.from_dict(meta["scaler"]))
+                                 scaler=FeatureScaler.from_dict(meta["scaler"]), sensitivity=sensitivity or None)
     surrogate.codec = TargetCodec.from_dict(meta["codec"])
     surrogate.ensemble = surrogate.new_ensemble()
     surrogate.ensemble.load_state_dict(load_file(str(Path(path) / WEIGHTS_FILE)))
     surrogate.z_noise = np.asarray(meta["z_noise"], dtype=float)
+    surrogate.interval_scale = np.asarray(meta["interval_scale"], dtype=float)
     surrogate.trained_on = int(meta["trained_on"])
     return surrogate
 

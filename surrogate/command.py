@@ -2,12 +2,16 @@
 
 edgesplit tune-surrogate --space tune_configs/surrogate_mlp.yaml --samples 16 --data runs/surrogate_truth \\
     --out runs/surrogate_tune
+edgesplit sensitivity --model smollm2-135m --corpus wikitext2 --out runs/surrogate_truth/sensitivity.json
 edgesplit fit-surrogate --data runs/surrogate_truth --config runs/surrogate_tune/best_config.json \\
-    --out runs/surrogate_ckpt --holdout 0.2
+    --out runs/surrogate_ckpt --holdout 0.2 --sensitivity auto
 
 ``--data`` is a ``cells.parquet`` (profiler output, or real evaluations) or a directory searched for them.
+``--sensitivity`` adds the first-order KL feature (:mod:`surrogate.sensitivity`): JSON profiles made by
+``edgesplit sensitivity``, or ``auto`` for every ``sensitivity.json`` under ``--data``.
 Bad input prints ``error: …`` on stderr and exits with status 2. Registered by ``edgesplit.cli`` as
-``app.command("tune-surrogate")(tune_surrogate_command)`` and ``app.command("fit-surrogate")(fit_surrogate_command)``.
+``app.command("tune-surrogate")(tune_surrogate_command)``, ``app.command("fit-surrogate")(fit_surrogate_command)`` and
+``app.command("sensitivity")(sensitivity_command)``.
 """
 
 from __future__ import annotations
@@ -63,12 +67,18 @@ def fit_surrogate_command(
     seed: int | None = typer.Option(None, help="Override the config's seed."),
     holdout: float = typer.Option(0.0, min=0.0, max=0.9, help="Share of cells held out for the report."),
     reward: str = typer.Option("paper", help="Reward preset for the regret metric: paper or latency-energy."),
+    sensitivity: list[str] = typer.Option([], help="Sensitivity profile JSON (repeatable), or 'auto': every "
+                                                   "sensitivity.json under --data. Default: none."),
+    calibration_folds: int = typer.Option(5, min=0, help="Cross-validation folds calibrating the intervals (0: off)."),
 ) -> None:
     """Train the deep-ensemble surrogate on real quality measurements and save a checkpoint."""
     from surrogate.fit import fit_surrogate
+    from surrogate.sensitivity import find_profiles
 
     try:
-        outcome = fit_surrogate(data, out, config, seed=seed, holdout=holdout, reward=reward)
+        profiles = find_profiles(sensitivity, data)
+        outcome = fit_surrogate(data, out, config, seed=seed, holdout=holdout, reward=reward, sensitivity=profiles,
+                                calibration_folds=calibration_folds)
     except ValueError as err:
         _fail(str(err))
     scope = f"{outcome.report['cells']} held-out cells" if holdout > 0 else f"{outcome.report['cells']} training cells"
@@ -76,4 +86,37 @@ def fit_surrogate_command(
     typer.echo(f"saved {outcome.checkpoint}")
 
 
-__all__ = ["fit_surrogate_command", "tune_surrogate_command"]
+def sensitivity_command(
+    model: str = typer.Option("smollm2-135m", help="Built-in name, local directory or hub id."),
+    corpus: str = typer.Option("default", help="default (offline), wikitext2, or a text file."),
+    tokens: int = typer.Option(512, min=2, help="Tokens the sums are taken over."),
+    context: int = typer.Option(256, min=2, help="Window length."),
+    samples: int = typer.Option(1, min=1, help="Label draws per window."),
+    seed: int = typer.Option(0, help="Seed of the label draws."),
+    out: Path = typer.Option(..., help="JSON file to write."),
+) -> None:
+    """Measure a model's first-order sensitivity at every split (one forward + backward per window)."""
+    import torch
+
+    from edgesplit.models import load_model
+    from edgesplit.quality import load_corpus, tokenize_corpus
+    from surrogate.sensitivity import measure_sensitivity
+
+    if out.suffix != ".json" or out.is_dir():
+        _fail(f"--out must be a .json file path, got {out}")
+    try:
+        text = load_corpus(corpus)
+        loaded = load_model(model)
+        if loaded.tokenizer is None:
+            raise ValueError(f"model {model!r} has no tokenizer")
+        ids = tokenize_corpus(text, loaded.tokenizer, tokens)
+        profile = measure_sensitivity(loaded, torch.as_tensor(ids), context=context, tokens=tokens, samples=samples,
+                                      seed=seed, corpus=text.name, progress=True)
+    except (ValueError, OSError) as err:
+        _fail(str(err))
+    profile.save(out)
+    typer.echo(f"{profile.model}: {profile.tokens} tokens x {profile.samples} draw(s), {profile.passes} passes in "
+               f"{profile.wall_s:.1f} s -> {out}")
+
+
+__all__ = ["fit_surrogate_command", "sensitivity_command", "tune_surrogate_command"]

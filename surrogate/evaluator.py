@@ -26,6 +26,7 @@ from edgesplit.profile import CostContext, PreparedWindows, ProfileCell, evaluat
 from edgesplit.profile.rows import make_row
 from surrogate.dataset import ModelDescriptor, add_targets
 from surrogate.features import row_keys, setting_of, validate_cells
+from surrogate.sensitivity import SensitivityProfile, measure_sensitivity
 
 
 @dataclass
@@ -42,6 +43,8 @@ class EvaluatorStats:
     """Wall time spent evaluating (clean pass included)."""
     clean_pass_s: float = 0.0
     """Wall time of the clean pass."""
+    sensitivity_s: float = 0.0
+    """Wall time of sensitivity profiles measured (:meth:`RealEvaluator.sensitivity`; in ``wall_s`` too)."""
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict."""
@@ -92,6 +95,7 @@ class RealEvaluator:
         self.stats = EvaluatorStats()
         self._prepared: PreparedWindows | None = None
         self._cache: dict[ProfileCell, dict] = {}
+        self._sensitivity: dict[tuple[int, int, int], SensitivityProfile] = {}
 
     @property
     def prepared(self) -> PreparedWindows:
@@ -118,6 +122,18 @@ class RealEvaluator:
             self.stats.evaluations += len(todo)
             self.stats.wall_s += time.perf_counter() - start
         return [self._cache[c] for c in cells]
+
+    def sensitivity(self, tokens: int = 512, samples: int = 1, seed: int = 0) -> SensitivityProfile:
+        """The model's first-order sensitivity profile on this evaluator's tokens (measured once per arguments,
+        its wall time counted in :attr:`stats`)."""
+        key = (tokens, samples, seed)
+        if key not in self._sensitivity:
+            profile = measure_sensitivity(self.model, self.token_ids, context=self.context, tokens=tokens,
+                                          samples=samples, seed=seed, corpus=self.corpus_name)
+            self.stats.sensitivity_s += profile.wall_s
+            self.stats.wall_s += profile.wall_s
+            self._sensitivity[key] = profile
+        return self._sensitivity[key]
 
     def get_stats(self) -> EvaluatorStats:
         """The counters (a method, so a Ray actor can return them)."""

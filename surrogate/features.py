@@ -12,12 +12,19 @@ fragment loss rate; bits per element / 32; modulation bits per symbol / 6 (0 for
 one-hot; and the model descriptors ``log L``, ``log hidden_size``, ``log num_params``. Raw values are checked
 against :data:`RANGES` before anything is computed, so a surrogate is never silently asked about a cell it cannot
 describe.
+
+With sensitivity profiles (:mod:`surrogate.sensitivity`, one per model, measured once from a clean pass) a last
+feature, :data:`SENSITIVITY_FEATURE`, is appended: log10 of the cell's first-order KL — the physics of the split
+point and the link in one number, which lines cells of different splits up on one curve. :func:`feature_names`
+gives the layout for either case.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,10 +32,15 @@ import pandas as pd
 from edgesplit.channel import MODULATIONS
 from edgesplit.scenario import CHANNEL_KINDS, ChannelSetting
 
+if TYPE_CHECKING:
+    from surrogate.sensitivity import SensitivityProfile
+
 NOISELESS_SNR_DB = 40.0
 """SNR feature of the kinds that add no Gaussian noise (ideal, dropout)."""
 FEATURES = ("k_frac", "snr_db", "p", "loss_rate", "bits_frac", "modulation_frac", *(f"kind_{k}" for k in CHANNEL_KINDS),
             "log_num_layers", "log_hidden_size", "log_num_params")
+SENSITIVITY_FEATURE = "log10_linearised_kl"
+"""The feature a sensitivity profile adds (log10 of nats per token)."""
 CELL_COLUMNS = ("model", "num_layers", "hidden_size", "num_params", "k", "channel", "snr_db", "p", "bits_per_element",
                 "modulation", "encoding", "fading_gain", "loss_rate", "seed")
 """Columns that describe a cell (inputs); quality columns are added by evaluations."""
@@ -75,9 +87,51 @@ def validate_cells(frame: pd.DataFrame) -> pd.DataFrame:
     return cells
 
 
-def feature_matrix(frame: pd.DataFrame) -> np.ndarray:
-    """``[cells, len(FEATURES)]`` float64 raw (unscaled) features of validated cells."""
+def feature_names(sensitivity: bool) -> tuple[str, ...]:
+    """The feature layout: :data:`FEATURES`, plus :data:`SENSITIVITY_FEATURE` when profiles are used."""
+    return (*FEATURES, SENSITIVITY_FEATURE) if sensitivity else FEATURES
+
+
+def feature_matrix(frame: pd.DataFrame, sensitivity: Mapping[str, SensitivityProfile] | None = None) -> np.ndarray:
+    """``[cells, len(feature_names(sensitivity is not None))]`` float64 raw (unscaled) features of validated cells.
+
+    ``sensitivity`` maps model names to their profiles; every model of ``frame`` needs one (ValueError otherwise).
+    """
     cells = validate_cells(frame)
+    base = _base_features(cells)
+    if sensitivity is None:
+        return base
+    return np.concatenate([base, np.log10(linearised_kl_of(cells, sensitivity))[:, None]], axis=1)
+
+
+def linearised_kl_of(frame: pd.DataFrame, sensitivity: Mapping[str, SensitivityProfile]) -> np.ndarray:
+    """First-order KL of every cell from its model's profile (:func:`surrogate.sensitivity.linearised_kl`)."""
+    from edgesplit.channel.modulation import ber_awgn
+    from surrogate.sensitivity import linearised_kl
+
+    cells = validate_cells(frame)
+    out = np.empty(len(cells))
+    snr = cells["snr_db"].to_numpy(dtype=float) + 10.0 * np.log10(cells["fading_gain"].to_numpy(dtype=float))
+    for model, rows in cells.groupby("model", sort=False).indices.items():
+        profile = sensitivity.get(model)
+        if profile is None:
+            raise ValueError(f"no sensitivity profile for model {model!r} (have: {sorted(sensitivity) or 'none'}); "
+                             f"measure one (surrogate.sensitivity.measure_sensitivity) or use a surrogate without")
+        part = cells.iloc[rows]
+        layers = part["num_layers"].to_numpy(dtype=int)
+        if (layers != profile.num_layers).any():
+            raise ValueError(f"cells of {model!r} have num_layers {int(layers[0])}, its sensitivity profile "
+                             f"{profile.num_layers}")
+        kind = part["channel"].to_numpy()
+        ber = np.array([float(ber_awgn(str(m), s)) if c == "digital" else 0.0
+                        for m, s, c in zip(part["modulation"], snr[rows], kind, strict=True)])
+        out[rows] = linearised_kl(profile, part["k"].to_numpy(), kind, snr[rows], part["p"].to_numpy(dtype=float),
+                                  part["bits_per_element"].to_numpy(), ber, part["loss_rate"].to_numpy(dtype=float),
+                                  part["encoding"].astype(str).to_numpy())
+    return out
+
+
+def _base_features(cells: pd.DataFrame) -> np.ndarray:
     kind = cells["channel"].to_numpy()
     noisy = np.isin(kind, ("awgn", "digital"))
     snr = cells["snr_db"].to_numpy(dtype=float) + 10.0 * np.log10(cells["fading_gain"].to_numpy(dtype=float))
@@ -177,6 +231,6 @@ def setting_columns(setting: ChannelSetting) -> dict[str, object]:
             "fading_gain": float(setting.fading_gain), "loss_rate": float(setting.loss_rate)}
 
 
-__all__ = ["CELL_COLUMNS", "FEATURES", "NOISELESS_SNR_DB", "RANGES", "STATE_COLUMNS", "FeatureScaler",
-           "feature_matrix", "lossless_mask", "row_keys", "setting_columns", "setting_of", "settings_of",
-           "state_keys", "validate_cells"]
+__all__ = ["CELL_COLUMNS", "FEATURES", "NOISELESS_SNR_DB", "RANGES", "SENSITIVITY_FEATURE", "STATE_COLUMNS",
+           "FeatureScaler", "feature_matrix", "feature_names", "linearised_kl_of", "lossless_mask", "row_keys",
+           "setting_columns", "setting_of", "settings_of", "state_keys", "validate_cells"]

@@ -25,7 +25,9 @@ from surrogate.checkpoint import save_surrogate
 from surrogate.dataset import load_cells, model_profile, split_rows
 from surrogate.ensemble import EnsembleConfig
 from surrogate.evaluation import surrogate_report
+from surrogate.features import lossless_mask
 from surrogate.model import QualitySurrogate
+from surrogate.sensitivity import SensitivityProfile
 
 
 @dataclass
@@ -71,8 +73,13 @@ def reward_for(table: pd.DataFrame, preset: str) -> SplitReward:
 def fit_surrogate(data: str | Path | pd.DataFrame, out: str | Path | None = None,
                   config: EnsembleConfig | dict | str | Path | None = None, *, seed: int | None = None,
                   holdout: float = 0.0, reward: str | SplitReward = "paper",
-                  extra: dict[str, Any] | None = None) -> FitOutcome:
-    """Train on ``data`` (a table, a ``cells.parquet`` or a directory of them), report, and save to ``out``."""
+                  extra: dict[str, Any] | None = None, sensitivity: dict[str, SensitivityProfile] | None = None,
+                  calibration_folds: int = 5) -> FitOutcome:
+    """Train on ``data`` (a table, a ``cells.parquet`` or a directory of them), report, and save to ``out``.
+
+    ``sensitivity`` (profiles by model) adds the first-order KL feature; ``calibration_folds`` ≥ 2 calibrates the
+    predictive intervals by cross-validation on the training cells (0: off; skipped when there are too few cells).
+    """
     table = data if isinstance(data, pd.DataFrame) else load_cells(Path(data))
     ensemble = read_config(config)
     if seed is not None:
@@ -81,12 +88,16 @@ def fit_surrogate(data: str | Path | pd.DataFrame, out: str | Path | None = None
     if holdout > 0:
         train_rows, test_rows = split_rows(len(table), 1.0 - holdout, ensemble.seed)
         held[test_rows] = True
-    surrogate = QualitySurrogate(ensemble).fit(table[~held])
+    train = table[~held]
+    surrogate = QualitySurrogate(ensemble, sensitivity=sensitivity).fit(train)
+    if calibration_folds >= 2 and int((~lossless_mask(train)).sum()) >= 2 * calibration_folds:
+        surrogate.calibrate(train, calibration_folds)
     bound = reward if isinstance(reward, SplitReward) else reward_for(table, reward)
     report = surrogate_report(surrogate, table, bound, held if holdout > 0 else None)
     checkpoint = None
     if out is not None:
         info = {"data": None if isinstance(data, pd.DataFrame) else str(data), "cells": int((~held).sum()),
+                "interval_scale": surrogate.interval_scale.tolist(),
                 "reward": bound.config.to_dict(), "report": report, **(extra or {})}
         checkpoint = save_surrogate(surrogate, Path(out), extra=info)
     return FitOutcome(surrogate=surrogate, checkpoint=checkpoint, report=report, config=ensemble)

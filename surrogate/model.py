@@ -12,6 +12,12 @@ training.
 Uncertainty. The ensemble's spread is the epistemic part; an observation-noise variance per target (the training
 residual variance, floored) is added for predictive intervals and the NLL. Intervals are computed in the
 transformed space and mapped back (the transforms are monotone), so they are asymmetric in original units.
+Networks fitted on a few dozen cells agree with each other and fit their data closely, so both parts are too small:
+:meth:`QualitySurrogate.calibrate` scales the predictive std per target so that the K-fold cross-validated
+residuals of the labelled cells fall in the central interval as often as the level says (split-conformal style).
+
+Sensitivity profiles (:mod:`surrogate.sensitivity`), given at construction, add the first-order KL feature; they
+travel with the surrogate (checkpoints included), so callers pass plain cells.
 """
 
 from __future__ import annotations
@@ -25,13 +31,17 @@ from scipy.stats import norm
 
 from surrogate.dataset import TARGETS
 from surrogate.ensemble import DeepEnsemble, EnsembleConfig
-from surrogate.features import FEATURES, FeatureScaler, feature_matrix, lossless_mask
+from surrogate.features import SENSITIVITY_FEATURE, FeatureScaler, feature_matrix, feature_names, lossless_mask
+from surrogate.sensitivity import SensitivityProfile
 
 TRANSFORMS = {"log_ppl_ratio": ("asinh", 0.05), "kl_nats": ("asinh", 0.05), "top1_agreement": ("identity", 1.0)}
 """Per target: (transform, scale) applied before standardisation."""
-MONOTONE = {"snr_db": [-1.0, -1.0, 1.0], "p": [1.0, 1.0, -1.0], "loss_rate": [1.0, 1.0, -1.0]}
+MONOTONE = {"snr_db": [-1.0, -1.0, 1.0], "p": [1.0, 1.0, -1.0], "loss_rate": [1.0, 1.0, -1.0],
+            SENSITIVITY_FEATURE: [1.0, 1.0, -1.0]}
 """Direction of each target (log PPL ratio, KL, top-1) as a feature grows: quality never improves as SNR drops,
-dropout or loss grows."""
+dropout, loss or the first-order KL grows."""
+CALIBRATION_BOUNDS = (0.5, 20.0)
+"""Range of the interval scale :meth:`QualitySurrogate.calibrate` may set."""
 CLIP_MARGIN = 0.25
 """How far (standardised units) beyond the training targets a prediction may go."""
 NOISE_FLOOR = 0.02
@@ -111,6 +121,8 @@ class Prediction:
     """``[members, n, T]`` member predictions, standardised transformed space."""
     z_noise: np.ndarray
     """``[T]`` or ``[n, T]`` observation-noise std, standardised transformed space."""
+    interval_scale: np.ndarray | float = 1.0
+    """``[T]`` factor on the predictive std (from :meth:`QualitySurrogate.calibrate`; 1 = uncalibrated)."""
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -129,8 +141,8 @@ class Prediction:
 
     @property
     def z_total(self) -> np.ndarray:
-        """``[n, T]`` predictive std: epistemic and observation noise together."""
-        return np.sqrt(self.z_epistemic**2 + self.z_noise**2)
+        """``[n, T]`` predictive std: epistemic and observation noise together, times the calibrated scale."""
+        return np.sqrt(self.z_epistemic**2 + self.z_noise**2) * self.interval_scale
 
     @property
     def mean(self) -> np.ndarray:
@@ -178,21 +190,61 @@ class QualitySurrogate:
     kind = "ensemble"
 
     def __init__(self, config: EnsembleConfig | None = None, monotone: bool | None = None,
-                 scaler: FeatureScaler | None = None) -> None:
+                 scaler: FeatureScaler | None = None,
+                 sensitivity: dict[str, SensitivityProfile] | None = None) -> None:
         self.config = config or EnsembleConfig()
         self.use_monotone = self.config.monotone_weight > 0 if monotone is None else monotone
         self.scaler = scaler
+        self.sensitivity = dict(sensitivity) if sensitivity else None
         self.codec: TargetCodec | None = None
         self.ensemble: DeepEnsemble | None = None
         self.z_noise: np.ndarray | None = None
+        self.interval_scale = np.ones(len(TARGETS))
         self.trained_on = 0
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The feature layout this surrogate reads."""
+        return feature_names(self.sensitivity is not None)
+
+    def features_of(self, frame: pd.DataFrame) -> np.ndarray:
+        """Raw features of the cells of ``frame`` in this surrogate's layout."""
+        return feature_matrix(frame, self.sensitivity)
+
     def _monotone_columns(self) -> dict[int, list[float]]:
-        return {FEATURES.index(name): signs for name, signs in MONOTONE.items()} if self.use_monotone else {}
+        names = self.features
+        return {names.index(n): signs for n, signs in MONOTONE.items() if n in names} if self.use_monotone else {}
 
     def new_ensemble(self) -> DeepEnsemble:
         """An untrained ensemble of this surrogate's shape."""
-        return DeepEnsemble(self.config, len(FEATURES), len(TARGETS), self._monotone_columns())
+        return DeepEnsemble(self.config, len(self.features), len(TARGETS), self._monotone_columns())
+
+    def clone(self) -> QualitySurrogate:
+        """An untrained surrogate of the same configuration (config, monotonicity, sensitivity; fresh scaling)."""
+        return QualitySurrogate(self.config, self.use_monotone, sensitivity=self.sensitivity)
+
+    def calibrate(self, frame: pd.DataFrame, folds: int = 5, level: float = 0.9) -> np.ndarray:
+        """Set :attr:`interval_scale` from ``folds``-fold cross-validation on ``frame`` (the labelled cells) so that
+        the central ``level`` interval covers that share of held-out residuals; returns the scale per target.
+
+        Each fold trains a fresh surrogate of the same configuration on the other folds (``folds`` extra fits).
+        """
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        rows = lossy_rows(frame).reset_index(drop=True)
+        if folds < 2 or len(rows) < folds:
+            raise ValueError(f"calibration needs 2 <= folds <= labelled lossy cells ({len(rows)}), got {folds}")
+        order = np.random.default_rng([self.config.seed, 0xCA1]).permutation(len(rows))
+        ratios = []
+        for fold in np.array_split(order, folds):
+            train = rows.drop(index=fold)
+            model = self.clone().fit(train)
+            prediction = model.predict(rows.iloc[fold])
+            z = prediction.codec.encode(rows.iloc[fold][list(TARGETS)].to_numpy(dtype=float))
+            ratios.append(np.abs(z - prediction.z_mean) / np.maximum(prediction.z_total, 1e-9))
+        quantile = np.quantile(np.concatenate(ratios), level, axis=0)
+        self.interval_scale = np.clip(quantile / norm.ppf(0.5 + level / 2), *CALIBRATION_BOUNDS)
+        return self.interval_scale
 
     def fit(self, frame: pd.DataFrame, steps: int | None = None) -> QualitySurrogate:
         """Train from scratch on the cells of ``frame`` (which must hold the target columns)."""
@@ -202,7 +254,7 @@ class QualitySurrogate:
     def prepare(self, frame: pd.DataFrame) -> None:
         """Fit scaling (unless given) and codec on ``frame`` and build a fresh ensemble (no training)."""
         frame = lossy_rows(frame)
-        self.scaler = self.scaler or FeatureScaler.fit(feature_matrix(frame))
+        self.scaler = self.scaler or FeatureScaler.fit(self.features_of(frame))
         self.codec = TargetCodec.fit(frame[list(TARGETS)].to_numpy(dtype=float))
         self.ensemble = self.new_ensemble()
 
@@ -211,7 +263,7 @@ class QualitySurrogate:
         if self.ensemble is None:
             raise ValueError("call fit() or prepare() first")
         frame = lossy_rows(frame)
-        x = self.scaler.transform(feature_matrix(frame))
+        x = self.scaler.transform(self.features_of(frame))
         z = self.codec.encode(frame[list(TARGETS)].to_numpy(dtype=float))
         self.ensemble.train(x, z, steps)
         residual = self.ensemble.predict_members(x).mean(axis=0) - z
@@ -223,8 +275,9 @@ class QualitySurrogate:
         """Predictions for the cells of ``frame`` (quality columns, if any, are ignored)."""
         if self.ensemble is None or self.z_noise is None:
             raise ValueError("the surrogate is not trained; call fit() first or load a checkpoint")
-        x = self.scaler.transform(feature_matrix(frame))
-        raw = Prediction(codec=self.codec, z_members=self.ensemble.predict_members(x), z_noise=self.z_noise)
+        x = self.scaler.transform(self.features_of(frame))
+        raw = Prediction(codec=self.codec, z_members=self.ensemble.predict_members(x), z_noise=self.z_noise,
+                         interval_scale=self.interval_scale)
         return with_lossless(raw, frame)
 
 
@@ -249,7 +302,8 @@ def with_lossless(prediction: Prediction, frame: pd.DataFrame) -> Prediction:
     members[:, exact] = prediction.codec.encode(values)[0]
     noise = np.broadcast_to(prediction.z_noise, members.shape[1:]).copy()
     noise[exact] = 0.0
-    return Prediction(codec=prediction.codec, z_members=members, z_noise=noise)
+    return Prediction(codec=prediction.codec, z_members=members, z_noise=noise,
+                      interval_scale=prediction.interval_scale)
 
 
 def lossy_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -260,5 +314,5 @@ def lossy_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-__all__ = ["CLIP_MARGIN", "EXACT", "MONOTONE", "NOISE_FLOOR", "TRANSFORMS", "Prediction", "QualitySurrogate",
-           "TargetCodec", "lossy_rows", "quality_args", "with_lossless"]
+__all__ = ["CALIBRATION_BOUNDS", "CLIP_MARGIN", "EXACT", "MONOTONE", "NOISE_FLOOR", "TRANSFORMS", "Prediction",
+           "QualitySurrogate", "TargetCodec", "lossy_rows", "quality_args", "with_lossless"]

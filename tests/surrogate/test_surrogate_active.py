@@ -66,7 +66,7 @@ def test_active_learning_picks_uncertain_cells(table, reward):
     surrogate = QualitySurrogate(SMALL).fit(labelled)
     prediction = surrogate.predict(learner.candidates)
     (pick,) = learner.next_batch(prediction, known, labelled)
-    spread = prediction.z_epistemic[:, 0].copy()
+    spread = prediction.std[:, 0].copy()  # the ensemble's spread in the target's own units
     spread[known] = -1
     spread[lossless_mask(learner.candidates)] = -1
     assert pick == int(np.argmax(spread))
