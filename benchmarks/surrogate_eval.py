@@ -16,8 +16,9 @@ exactly and never evaluated); the surrogate trained on them is scored on every o
 :mod:`surrogate.metrics`: % of the global reward range — the issue's bar — and the stricter mean per-state %).
 Sensitivity feature (:mod:`surrogate.sensitivity`): the model's first-order Fisher sums at every split, measured
 from the real model on the truth's corpus and tokens (and saved as ``sensitivity.json`` beside the truth). It is
-LLM compute, so it is charged: the benchmark times it against real cell evaluations run side by side and takes the
-equivalent number of cells (rounded up) out of the budget of every strategy that uses the feature.
+LLM compute, so it is charged: its FLOPs in real cell evaluations of the grid (forward + backward against the mean
+tail of a cell), rounded up, come out of the budget of every strategy that uses the feature (the wall-clock ratio,
+timed side by side, is printed as a check).
 
 Rows: the deep ensemble with active learning, with random selection of the same number of cells, the same with the
 monotonicity penalty, without the sensitivity feature (the full budget, base features only), a Gaussian process on
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from edgesplit.profile import parse_float_grid, parse_int_grid
 from edgesplit.reward import SplitReward, reward_preset
@@ -49,7 +51,7 @@ from surrogate.evaluator import TableOracle
 from surrogate.features import lossless_mask
 from surrogate.fit import read_config
 from surrogate.model import QualitySurrogate
-from surrogate.sensitivity import PROFILE_FILE, SensitivityProfile
+from surrogate.sensitivity import PROFILE_FILE, SensitivityProfile, equivalent_cells
 
 CORPUS = "../shared/data/wikitext-2-raw/wiki.test.raw"
 FULL = {"snr_db": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0), "splits": None, "tokens": 1024}
@@ -69,9 +71,10 @@ def build_truth(out: Path, quick: bool) -> None:
     print(f"truth: {outcome.computed} cells measured in {time.perf_counter() - start:.0f} s -> {out}")
 
 
-def sensitivity_profile(truth: Path, table: pd.DataFrame) -> tuple[SensitivityProfile, float]:
+def sensitivity_profile(truth: Path, table: pd.DataFrame) -> tuple[SensitivityProfile, int]:
     """The model's profile (measured on the truth's corpus, saved beside it for ``fit-surrogate --sensitivity auto``)
-    and its cost in real cell evaluations, timed side by side with two lossy cells of the grid."""
+    and the cells it is charged: its FLOPs in real cell evaluations of this grid, rounded up (the wall-clock ratio,
+    timed side by side with two lossy cells, is printed as a check)."""
     import json
 
     from edgesplit.models import load_model
@@ -84,20 +87,20 @@ def sensitivity_profile(truth: Path, table: pd.DataFrame) -> tuple[SensitivityPr
     corpus_spec = settings.get("corpus", "default")
     corpus = load_corpus(corpus_spec if corpus_spec == "default" or Path(corpus_spec).is_file() else "default")
     model = load_model(str(table["model"].iloc[0]))
-    tokens = int(settings.get("tokens", 1024))
-    evaluator = RealEvaluator(model, tokenize_corpus(corpus, model.tokenizer, tokens),
-                              context=int(settings.get("context", 256)), corpus_name=corpus.name)
+    tokens, context = int(settings.get("tokens", 1024)), int(settings.get("context", 256))
+    evaluator = RealEvaluator(model, tokenize_corpus(corpus, model.tokenizer, tokens), context=context,
+                              corpus_name=corpus.name)
     profile = evaluator.sensitivity()  # deterministic for its seed; measured each run to time it
     profile.save(directory / PROFILE_FILE)
-    sample = table[(table["k"] > 0) & (table["k"] < table["num_layers"])].drop_duplicates("k").head(2)
-    evaluator.evaluate_frame(sample)  # includes the clean pass, which the cells' time below excludes
+    lossy = table[~lossless_mask(table)]
+    sample = lossy.drop_duplicates("k").head(2)
+    evaluator.evaluate_frame(sample)
     per_cell = (evaluator.stats.wall_s - evaluator.stats.clean_pass_s - evaluator.stats.sensitivity_s) / len(sample)
-    # the profile's own passes include a clean forward, so the clean pass is charged to it as well
-    equivalent = (evaluator.stats.sensitivity_s + evaluator.stats.clean_pass_s) / max(per_cell, 1e-9)
-    print(f"sensitivity profile: {profile.tokens} tokens x {profile.samples} draw(s), "
-          f"{evaluator.stats.sensitivity_s:.1f} s (+ clean pass {evaluator.stats.clean_pass_s:.1f} s) vs "
-          f"{per_cell:.1f} s per real cell side by side -> charged {math.ceil(equivalent)} cells")
-    return profile, equivalent
+    flops = equivalent_cells(model_profile(profile.model), profile.tokens, tokens, context, lossy["k"].to_numpy())
+    print(f"sensitivity profile: {profile.tokens} tokens x {profile.samples} draw(s) in {profile.wall_s:.1f} s; "
+          f"= {flops:.2f} real cells by FLOPs (charged {math.ceil(flops)}), {profile.wall_s / per_cell:.2f} by wall "
+          f"time side by side ({per_cell:.1f} s per cell)")
+    return profile, math.ceil(flops)
 
 
 def _row(name: str, report: dict, cells: int) -> dict:
@@ -159,6 +162,7 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
         digits = 0 if column == "real cells" else 3
         out[column] = [f"{m:.{digits}f} ± {s:.{digits}f}" if s > 0 else f"{m:.{digits}f}" for m, s in zip(mean, std,
                                                                                                           strict=True)]
+    out.insert(2, "R2 worst seed", [f"{v:.3f}" for v in frame.groupby("surrogate", sort=False)["R2"].min().loc[order]])
     return out
 
 
@@ -185,14 +189,14 @@ def main() -> None:
     lossless = int(lossless_mask(table).sum())
     sensitivity, charge = None, 0
     if not args.no_sensitivity:
-        profile, equivalent = sensitivity_profile(truths[0], table)
-        sensitivity, charge = {profile.model: profile}, math.ceil(equivalent)
+        profile, charge = sensitivity_profile(truths[0], table)
+        sensitivity = {profile.model: profile}
     print(f"grid: {len(table)} cells of {table['model'].iloc[0]} ({lossless} lossless, known exactly), "
           f"{table['setting'].nunique()} channel states; reward {args.reward}; ensemble {config.to_dict()}")
     for fraction in parse_float_grid(args.fraction, "--fraction", lambda v: 0 < v < 1, "shares in (0, 1)"):
         budget = math.floor(fraction * len(table))
         start, rows = time.perf_counter(), []
-        for seed in range(args.seeds):
+        for seed in tqdm(range(args.seeds), desc=f"fraction {fraction:g}", unit="seed"):
             rows += run_seed(table, reward, config, budget, seed, sensitivity, charge)
         print(f"\nbudget {budget} real cells ({100 * budget / len(table):.1f}% of the grid; {charge} of them charged "
               f"for the sensitivity profile where used), {args.seeds} seeds, {time.perf_counter() - start:.0f} s")

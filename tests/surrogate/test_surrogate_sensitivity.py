@@ -147,3 +147,16 @@ def test_fit_and_cli_read_profiles_and_reject_bad_ones(tmp_path):
     assert json.loads((tmp_path / "ckpt" / "surrogate.json").read_text())["features"][-1] == SENSITIVITY_FEATURE
     wrong_out = runner.invoke(app, ["sensitivity", "--out", str(tmp_path / "profile.txt")])
     assert wrong_out.exit_code == 2 and ".json" in wrong_out.output
+
+
+def test_equivalent_cells_prices_the_profile_by_flops():
+    from surrogate.dataset import model_profile
+    from surrogate.sensitivity import BACKWARD_FACTOR, equivalent_cells
+
+    profile = model_profile(MODEL_NAME)
+    # against k = 0 cells (a tail of every layer and the head) the ratio is forward+backward times the token ratio
+    assert equivalent_cells(profile, 128, 256, 64, np.array([0])) == pytest.approx(BACKWARD_FACTOR * 128 / 256)
+    late = equivalent_cells(profile, 128, 256, 64, np.array([NUM_LAYERS - 1]))
+    assert late > equivalent_cells(profile, 128, 256, 64, np.array([1])) > BACKWARD_FACTOR * 128 / 256
+    with pytest.raises(ValueError, match="at least one split"):
+        equivalent_cells(profile, 128, 256, 64, np.array([], dtype=int))
