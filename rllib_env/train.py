@@ -12,7 +12,8 @@ method and its mapping the keyword arguments; the ``env_config`` key overrides t
 locally, or joined with ``ray.init(address="auto")`` when ``RAY_ADDRESS`` is set. Sources registered in this
 process (counted real evaluators, model-based loops) reach only in-process env runners: keep
 ``num_env_runners=0`` for them, or name a source every runner can build (a surrogate checkpoint, a table, a
-``real`` spec: each runner then counts its own evaluations).
+``real`` spec: each runner then counts its own evaluations, with its own cache, and the curve sums the runners'
+counts — the LLM work actually done).
 
 Outputs under ``out``: ``checkpoint/`` (the algorithm; the RLModule in ``checkpoint/learner_group/learner/
 rl_module/default_policy``), ``curve.parquet`` + ``curve.png`` (per iteration: steps, mean episode return, real
@@ -122,6 +123,17 @@ class TrainOutcome:
     """The environment config trained on (JSON-able)."""
 
 
+def _runner_counts(runner: Any) -> tuple[float, float]:
+    """(queries, real evaluations) of the distinct reward sources behind one env runner's SplitEnvs (runs inside the
+    runner; the sub-environments of a runner share one source per spec)."""
+    envs = getattr(runner.env.unwrapped, "envs", None) or [runner.env]
+    sources = {id(source): source for source in (getattr(env.unwrapped, "source", None) for env in envs)}
+    if not sources or any(getattr(s, "stats", None) is None for s in sources.values()):
+        return float("nan"), float("nan")
+    return (float(sum(s.stats.queries for s in sources.values())),
+            float(sum(s.stats.llm_evaluations for s in sources.values())))
+
+
 def _find(result: dict, key: str) -> float:
     """A metric from RLlib's nested result dict (NaN when absent)."""
     if key in result and not isinstance(result[key], dict):
@@ -155,13 +167,12 @@ class PolicyTrainer:
         """Run ``iterations`` more iterations; ``evaluate(policy)`` (optional) adds a held-out reward per row."""
         for _ in range(iterations):
             result = self.algo.train()
-            stats = self.source.stats if self.source is not None else None
+            queries, evaluations = self.source_counts()
             row = {"iteration": len(self.curve) + 1, "tag": tag,
                    "env_steps": _find(result, "num_env_steps_sampled_lifetime"),
                    "episode_return_mean": _find(result, "episode_return_mean"),
                    "time_s": time.perf_counter() - self.started,
-                   "source_queries": stats.queries if stats else float("nan"),
-                   "real_evaluations": stats.llm_evaluations if stats else float("nan")}
+                   "source_queries": queries, "real_evaluations": evaluations}
             if evaluate is not None:
                 row["heldout_reward"] = evaluate(self.policy())
             self.curve.append(row)
@@ -169,6 +180,16 @@ class PolicyTrainer:
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
         return pd.DataFrame(self.curve)
+
+    def source_counts(self) -> tuple[float, float]:
+        """(reward queries, real LLM evaluations) of the reward sources so far: this process's source, or the sum
+        over the remote env runners' own sources (NaN where a source does not count)."""
+        if self.source is not None:
+            return float(self.source.stats.queries), float(self.source.stats.llm_evaluations)
+        counts = self.algo.env_runner_group.foreach_env_runner(_runner_counts, local_env_runner=False)
+        if not counts:
+            return float("nan"), float("nan")
+        return tuple(float(sum(c[i] for c in counts)) for i in range(2))
 
     def policy(self) -> Policy:
         """The current policy (the local env runner's module, greedy)."""

@@ -109,3 +109,13 @@ def test_evaluate_policy_command_writes_the_comparison(cli, trained, table_dir, 
     assert "greedy-oracle" in result.output
     for name in ("steps.parquet", "summary.csv", "splits.png", "rewards.png"):
         assert (tmp_path / name).is_file()
+
+
+def test_remote_env_runners_report_their_real_evaluations(ray_session, table_dir, tmp_path):
+    """A counted real source built inside a remote env runner: the curve sums the runners' counts (no NaN)."""
+    outcome = train_policy("real", iterations=1, out=tmp_path / "remote", real={"table": str(table_dir)},
+                           env_config=BASE, overrides=TINY, num_env_runners=1, progress=False)
+    row = outcome.curve.iloc[-1]
+    lossy = int((synthetic_cells(seed=0)["log_ppl_ratio"] != 0).sum())
+    assert row["source_queries"] == row["env_steps"]  # one reward query per environment step
+    assert 0 < row["real_evaluations"] <= lossy
