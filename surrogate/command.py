@@ -112,9 +112,9 @@ def sensitivity_command(
         ids = tokenize_corpus(text, loaded.tokenizer, tokens)
         profile = measure_sensitivity(loaded, torch.as_tensor(ids), context=context, tokens=tokens, samples=samples,
                                       seed=seed, corpus=text.name, progress=True)
+        profile.save(out)
     except (ValueError, OSError) as err:
         _fail(str(err))
-    profile.save(out)
     typer.echo(f"{profile.model}: {profile.tokens} tokens x {profile.samples} draw(s), {profile.passes} passes in "
                f"{profile.wall_s:.1f} s -> {out}")
 

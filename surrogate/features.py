@@ -93,13 +93,14 @@ def feature_names(sensitivity: bool) -> tuple[str, ...]:
 
 
 def feature_matrix(frame: pd.DataFrame, sensitivity: Mapping[str, SensitivityProfile] | None = None) -> np.ndarray:
-    """``[cells, len(feature_names(sensitivity is not None))]`` float64 raw (unscaled) features of validated cells.
+    """``[cells, len(feature_names(bool(sensitivity)))]`` float64 raw (unscaled) features of validated cells.
 
     ``sensitivity`` maps model names to their profiles; every model of ``frame`` needs one (ValueError otherwise).
+    None or an empty mapping gives the base features.
     """
     cells = validate_cells(frame)
     base = _base_features(cells)
-    if sensitivity is None:
+    if not sensitivity:
         return base
     return np.concatenate([base, np.log10(linearised_kl_of(cells, sensitivity))[:, None]], axis=1)
 
