@@ -43,11 +43,7 @@ dropout, loss or the first-order KL grows."""
 CALIBRATION_BOUNDS = (0.5, 20.0)
 """Range of the interval scale :meth:`QualitySurrogate.calibrate` may set."""
 CLIP_MARGIN = 0.25
-"""How far (standardised units) beyond the training targets a prediction may go before the inverse transform."""
-RANGE_MARGIN = 0.1
-"""And in original units: at most this share of the training targets' range beyond their extremes. The asinh
-space stretches the top of the range, so a margin there alone lets an extrapolating member run to ~1.6x the
-worst measured degradation (quality saturates; it does not keep falling)."""
+"""How far (standardised units) beyond the training targets a prediction may go."""
 NOISE_FLOOR = 0.02
 """Smallest observation-noise std in standardised target space."""
 
@@ -63,11 +59,9 @@ class TargetCodec:
     scale: np.ndarray
     """Std of each transformed target on the training data (1 where constant)."""
     low: np.ndarray | None = None
-    """Lowest standardised training value per target; decoding clips at ``low − CLIP_MARGIN`` (and in original units
-    at :data:`RANGE_MARGIN` of the range below the decoded ``low``)."""
+    """Lowest standardised training value per target; decoding clips at ``low − CLIP_MARGIN``."""
     high: np.ndarray | None = None
-    """Highest standardised training value per target; decoding clips at ``high + CLIP_MARGIN`` (and in original
-    units at :data:`RANGE_MARGIN` of the range above the decoded ``high``)."""
+    """Highest standardised training value per target; decoding clips at ``high + CLIP_MARGIN``."""
 
     @staticmethod
     def _forward(y: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
@@ -94,16 +88,10 @@ class TargetCodec:
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Standardised transformed space → original units (any leading axes), clipped near the training range."""
         z = np.asarray(z, dtype=float)
-        if self.low is None or self.high is None:
-            return self._inverse(z)
-        # asinh targets decode through sinh: an unclipped extrapolation would explode exponentially
-        out = self._inverse(np.clip(z, self.low - CLIP_MARGIN, self.high + CLIP_MARGIN))
-        y_low, y_high = self._inverse(self.low), self._inverse(self.high)
-        margin = RANGE_MARGIN * (y_high - y_low)
-        return np.clip(out, y_low - margin, y_high + margin)
-
-    def _inverse(self, z: np.ndarray) -> np.ndarray:
-        out = np.array(z, dtype=float, copy=True) * self.scale + self.mean
+        if self.low is not None and self.high is not None:
+            # asinh targets decode through sinh: an unclipped extrapolation would explode exponentially
+            z = np.clip(z, self.low - CLIP_MARGIN, self.high + CLIP_MARGIN)
+        out = z * self.scale + self.mean
         for t, name in enumerate(self.names):
             kind, s = TRANSFORMS[name]
             if kind == "asinh":
@@ -326,5 +314,5 @@ def lossy_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-__all__ = ["CALIBRATION_BOUNDS", "CLIP_MARGIN", "EXACT", "MONOTONE", "NOISE_FLOOR", "RANGE_MARGIN", "TRANSFORMS",
-           "Prediction", "QualitySurrogate", "TargetCodec", "lossy_rows", "quality_args", "with_lossless"]
+__all__ = ["CALIBRATION_BOUNDS", "CLIP_MARGIN", "EXACT", "MONOTONE", "NOISE_FLOOR", "TRANSFORMS", "Prediction",
+           "QualitySurrogate", "TargetCodec", "lossy_rows", "quality_args", "with_lossless"]
