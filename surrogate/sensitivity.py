@@ -196,23 +196,25 @@ def measure_sensitivity(model: LoadedModel, token_ids: torch.Tensor, *, context:
 
 
 def _accumulate(adapter, layers: int, ids: torch.Tensor, generator: torch.Generator, sums: dict) -> None:
-    """One forward + backward: add every boundary's sums for one label draw (the same ops as the split engine)."""
+    """One forward + backward: add every boundary's sums for one label draw (the same ops as the split engine).
+
+    Gradients are taken with :func:`torch.autograd.grad` for the boundary states only: the model's parameters get
+    no ``.grad`` (the model is left as it was found, whatever its ``requires_grad`` flags).
+    """
     positions = torch.arange(ids.shape[1]).unsqueeze(0)
     with torch.enable_grad():
-        hidden = adapter.embed_tokens(ids, positions)
+        hidden = adapter.embed_tokens(ids, positions).detach().requires_grad_(True)
         inputs = adapter.prepare(hidden, None, positions, None, 0, layers)
         states = [hidden]
         for index in range(layers):
             states.append(adapter.run_layers(states[-1], index, index + 1, inputs, None))
-        for state in states[1:layers]:
-            state.retain_grad()
         logp = F.log_softmax(adapter.final_norm_and_head(states[-1]).float()[0], dim=-1)
         with torch.no_grad():
             labels = torch.multinomial(logp.exp(), 1, generator=generator)
-        logp.gather(-1, labels).sum().backward()
+        grads = torch.autograd.grad(logp.gather(-1, labels).sum(), states[1:layers]) if layers > 1 else ()
     with torch.no_grad():
-        for k in range(1, layers):
-            h, g = states[k].detach()[0].double(), states[k].grad[0].double()
+        for k, grad in enumerate(grads, start=1):
+            h, g = states[k].detach()[0].double(), grad[0].double()
             grad_sq = g.pow(2).sum(-1)
             sums["iso"][k] += float((h.pow(2).mean(-1) * grad_sq).sum())
             sums["diag"][k] += float((h.pow(2) * g.pow(2)).sum())

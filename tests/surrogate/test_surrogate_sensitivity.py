@@ -56,6 +56,7 @@ def test_profile_shape_determinism_and_json_round_trip(tiny_llama, token_ids, pr
         assert values.shape == (layers + 1,) and values[0] == 0 and values[layers] == 0
         assert np.all(values[1:layers] > 0) and np.all(np.isfinite(values))
     assert profile.tokens == 192 and profile.passes == 4 * 2 and profile.wall_s > 0
+    assert all(p.grad is None for p in tiny_llama.model.parameters())  # the model is left untouched
     again = measure_sensitivity(tiny_llama, token_ids, context=CONTEXT, tokens=192, samples=2, seed=0)
     assert again.iso == profile.iso and again.absmax == profile.absmax
     other = measure_sensitivity(tiny_llama, token_ids, context=CONTEXT, tokens=192, samples=2, seed=1)
