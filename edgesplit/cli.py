@@ -10,14 +10,10 @@ from pathlib import Path
 
 import typer
 
+from edgesplit.clierrors import fail
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Split LLM inference between a user device and an edge server, and learn where to split.")
-
-
-def fail(message: str) -> None:
-    """Print a clear error and exit with status 2 (bad input)."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 def channel_setting(kind: str, snr_db: float, p: float, bits: int, modulation: str, loss_rate: float = 0.0,

@@ -27,7 +27,7 @@ import pandas as pd
 from rllib_env.policy import Policy
 from rllib_env.registry import describe
 from rllib_env.sources import RewardSource, SurrogateRewardSource
-from rllib_env.split_env import SplitEnv
+from rllib_env.split_env import SplitEnv, best_option
 from rllib_env.train import PolicyTrainer, merge
 
 PAPER_OVERRIDES = {"action": "relative", "observation": "paper", "max_move": 4}
@@ -71,7 +71,7 @@ class GreedyOracle:
 
     def __call__(self, env: SplitEnv, obs: np.ndarray) -> Any:
         candidates = env.candidate_rewards(self.source)
-        best = int(np.argmax(np.where(candidates["feasible"], candidates["reward"], -np.inf)))
+        best = best_option(candidates)
         return env.action_for(int(candidates["k"][best]), int(candidates["bits"][best]))
 
 
@@ -80,7 +80,7 @@ class CostOnlyRule:
 
     def __call__(self, env: SplitEnv, obs: np.ndarray) -> Any:
         options = env.analytic_rewards()
-        best = int(np.argmax(np.where(options["feasible"], options["analytic"], -np.inf)))
+        best = best_option(options, "analytic")
         return env.action_for(int(options["k"][best]), int(options["bits"][best]))
 
 

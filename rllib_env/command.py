@@ -15,24 +15,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
-
-def _fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+from edgesplit.clierrors import fail as _fail
 
 
 def _grid(text: str) -> tuple[float, ...] | None:
+    from edgesplit.profile import parse_float_grid
+
     if text.strip().lower() in ("", "none", "continuous"):
         return None
     try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        _fail(f"--snr-grid must be comma-separated numbers in dB (or 'none'), got {text!r}")
-    return values
+        return parse_float_grid(text, "--snr-grid")
+    except ValueError as err:
+        _fail(f"{err} (or 'none' for a continuous SNR)")
 
 
 def _env_config(model: str, preset: str, process: str, snr_grid: str, steps: int) -> dict[str, Any]:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgesplit.cost import ModelProfile, SplitCost, get_device, get_edge, get_link, split_costs
+from edgesplit.cost import ModelProfile
 from edgesplit.reward import RewardConfig, SplitReward
-from edgesplit.scenario import ChannelSetting
 
 
 @dataclass(frozen=True)
@@ -83,21 +82,10 @@ class DeviceAwareReward(SplitReward):
 
     def __init__(self, config: RewardConfig, profile: ModelProfile, state: DeviceState) -> None:
         super().__init__(config, profile)
-        base = get_device(config.device)
-        base.check_frequency(state.f_hz)
+        self._device.check_frequency(state.f_hz)
         self.state = state
-        self.device_profile = replace(base, f_hz=state.f_hz, utilisation=base.utilisation * (1.0 - state.load))
-        self._edge_profile, self._link_profile = get_edge(config.edge), get_link(config.link)
-        self._priced: dict[tuple[int, ChannelSetting], SplitCost] = {}
-
-    def cost(self, k: int, setting: ChannelSetting) -> SplitCost:
-        """The cost model's price of split ``k`` under ``setting`` at this device state (memoised)."""
-        key = (int(k), setting)
-        if key not in self._priced:
-            self._priced[key] = split_costs(self.profile, int(k), self.device_profile, self._edge_profile,
-                                            self._link_profile, setting.state(), self.config.tokens,
-                                            setting.bits_per_element, phase="prefill", f_hz=self.state.f_hz)
-        return self._priced[key]
+        # the base class prices every split with this device profile (split_costs runs at its f_hz)
+        self._device = replace(self._device, f_hz=state.f_hz, utilisation=self._device.utilisation * (1.0 - state.load))
 
 
 class RewardBook:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from rllib_env.sources import RewardSource
-from rllib_env.split_env import SplitEnv, SplitEnvConfig
+from rllib_env.split_env import SplitEnv, SplitEnvConfig, best_option
 
 HELDOUT_SEED = 1_000_000
 """First seed of the held-out traces."""
@@ -43,9 +43,8 @@ def heldout_seeds(count: int, start: int = HELDOUT_SEED) -> list[int]:
 def oracle_choice(env: SplitEnv) -> tuple[float, int]:
     """The greedy oracle's (reward, k) for the current block: the best feasible split under the env's source."""
     candidates = env.candidate_rewards()
-    reward = np.where(candidates["feasible"], candidates["reward"], -np.inf)
-    best = int(np.argmax(reward))
-    return float(reward[best]), int(candidates["k"][best])
+    best = best_option(candidates)
+    return float(candidates["reward"][best]), int(candidates["k"][best])
 
 
 def rollout(policy: PolicyFn, env: SplitEnv, seeds: Sequence[int], with_oracle: bool = True) -> pd.DataFrame:

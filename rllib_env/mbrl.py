@@ -47,7 +47,7 @@ from rllib_env.registry import register_source, unregister_source
 from rllib_env.sources import QUALITY_COLUMNS, RealRewardSource, SurrogateRewardSource, cell_frame, lossless
 from rllib_env.split_env import SplitEnv, SplitEnvConfig
 from rllib_env.train import PolicyTrainer
-from surrogate.active import REWARD_TARGET, quality_args
+from surrogate.active import REWARD_TARGET, probability_best, quality_args
 
 EXPLORATION = ("thompson", "ucb", "none")
 ROLLOUT_SEED = 500_000
@@ -247,8 +247,7 @@ class MbrlLoop:
                 draws[:, i] = [known[QUALITY_COLUMNS.index(t)] for t in prediction.targets]
         reward_fn, settings = env.book(device_state), [setting] * len(ks)
         rewards, feasible = reward_fn.rewards(ks, settings, **quality_args(draws, prediction.targets))
-        winners = np.argmax(np.where(feasible[None], rewards, -np.inf), axis=1)
-        p_best = np.bincount(winners, minlength=len(ks)) / len(winners)
+        p_best = probability_best(rewards, np.zeros(len(ks), dtype=int), feasible)
         return [(k, float(p)) for i, (k, p) in enumerate(zip(ks, p_best, strict=True))
                 if feasible[i] and self.real.would_evaluate(k, setting)]
 

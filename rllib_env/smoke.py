@@ -5,7 +5,8 @@ smoke_demo("runs/demo_mbrl")
 
 Real evaluations are a counted replay of a measured grid: the built-in model's (``runs/surrogate_truth_awgn``, when
 the profiler/surrogate runs left it there) or else the synthetic 8-layer grid of :mod:`surrogate.synthetic`, so the
-demo never waits on the LLM. The loop spends 16 real evaluations, trains PPO for a handful of small iterations, and
+demo never waits on the LLM. The loop spends at most 16 real evaluations (fewer when a round finds nothing worth
+evaluating), trains PPO for a handful of small iterations, and
 scores the policy against the greedy oracle, the best fixed split, the cost-only rule and random on 4 held-out
 traces. Figures at this budget are a smoke test, not the benchmark (``benchmarks/mbrl_vs_modelfree.py``).
 """

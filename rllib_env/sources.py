@@ -32,12 +32,13 @@ import numpy as np
 import pandas as pd
 
 from edgesplit.scenario import ChannelSetting
-from surrogate.dataset import ModelDescriptor, add_targets
+from surrogate.dataset import TARGETS, ModelDescriptor, add_targets
 from surrogate.features import setting_columns, setting_of
+from surrogate.model import EXACT
 
-QUALITY_COLUMNS = ("log_ppl_ratio", "kl_nats", "top1_agreement")
-"""Columns of :meth:`RewardSource.quality`."""
-CLEAN_QUALITY = (0.0, 0.0, 1.0)
+QUALITY_COLUMNS = TARGETS
+"""Columns of :meth:`RewardSource.quality`: the surrogate's targets."""
+CLEAN_QUALITY = tuple(EXACT[name] for name in QUALITY_COLUMNS)
 """Quality of a lossless cell."""
 CLEAN_QUALITY_ARRAY = np.array(CLEAN_QUALITY)
 

@@ -313,9 +313,15 @@ class SplitEnv(gym.Env):
         return np.clip(np.asarray(values, dtype=np.float32), -OBS_BOUND, OBS_BOUND)
 
 
+def best_option(options: dict[str, np.ndarray], column: str = "reward") -> int:
+    """Index of the feasible option (from :meth:`SplitEnv.candidate_rewards` or :meth:`SplitEnv.analytic_rewards`)
+    with the highest ``column`` (the first on a tie)."""
+    return int(np.argmax(np.where(options["feasible"], options[column], -np.inf)))
+
+
 def make_env(env_config: dict[str, Any]) -> SplitEnv:
     """RLlib env creator (``PPOConfig().environment(make_env, env_config=...)`` or ``SplitEnv`` directly)."""
     return SplitEnv(env_config)
 
 
-__all__ = ["DEFAULT_PROCESS", "DeviceState", "SplitEnv", "SplitEnvConfig", "make_env", "snap"]
+__all__ = ["DEFAULT_PROCESS", "DeviceState", "SplitEnv", "SplitEnvConfig", "best_option", "make_env", "snap"]

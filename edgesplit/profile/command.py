@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import typer
 
+from edgesplit.clierrors import fail as _fail
+
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until the command runs
     from edgesplit.profile.config import ProfileConfig
-
-
-def _fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 def _build_config(out: Path, model: str, channel: str, snr_db: str | None, p: str, bits: str, modulation: str,
