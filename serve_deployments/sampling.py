@@ -1,0 +1,57 @@
+"""Next-token choice per session: greedy, or temperature / top-p sampling from the session's own seeded generator.
+
+Each session owns a :class:`torch.Generator` seeded from its ``seed``, so a session's tokens depend only on its own
+logits and seed — never on which other sessions shared its forward — and the same seed gives the same tokens.
+Log-probabilities are those of the model's distribution (before temperature and top-p), as the OpenAI API reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Sampler:
+    """How one session picks its tokens."""
+
+    temperature: float = 0.0
+    """0 for greedy (argmax); otherwise logits are divided by it before sampling."""
+    top_p: float = 1.0
+    """Nucleus: sample from the smallest set of tokens whose probability reaches ``top_p``."""
+    seed: int = 0
+    """Seed of this session's generator."""
+    logprobs: int = 0
+    """How many top log-probabilities to return per token (0: none)."""
+    generator: torch.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.temperature <= 10.0:
+            raise ValueError(f"temperature must be in [0, 10] (0 = greedy), got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.logprobs <= 20:
+            raise ValueError(f"logprobs must be in 0..20, got {self.logprobs}")
+        self.generator = torch.Generator().manual_seed(int(self.seed))
+
+    def choose(self, logits: torch.Tensor) -> int:
+        """The next token for one row of logits ``[vocab]``."""
+        if self.temperature == 0.0:
+            return int(logits.argmax())
+        probs = torch.softmax(logits.double() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            ordered, order = probs.sort(descending=True)
+            keep = ordered.cumsum(-1) - ordered < self.top_p  # always keeps the most likely token
+            probs = torch.zeros_like(probs).scatter(0, order[keep], ordered[keep])
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+    def report(self, logits: torch.Tensor, token: int) -> dict:
+        """The chosen token, its log-probability and the top-``logprobs`` alternatives."""
+        out: dict = {"token": token}
+        if self.logprobs:
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            top = logp.topk(self.logprobs)
+            out["logprob"] = float(logp[token])
+            out["top_logprobs"] = [[int(i), float(v)] for v, i in zip(top.values, top.indices, strict=True)]
+        return out
