@@ -1,7 +1,9 @@
 """Next-token choice per session: greedy, or temperature / top-p sampling from the session's own seeded generator.
 
-Each session owns a :class:`torch.Generator` seeded from its ``seed``, so a session's tokens depend only on its own
-logits and seed — never on which other sessions shared its forward — and the same seed gives the same tokens.
+The draw for the token at position ``t`` uses a generator seeded from ``(seed, t)``, so a session's tokens depend only
+on its own logits, seed and position — never on which other sessions shared its forward, and not on whether the
+session was re-prefilled on another replica after a failure (a resumed generation samples exactly what an
+uninterrupted one would).
 Log-probabilities are those of the model's distribution (before temperature and top-p), as the OpenAI API reports.
 """
 
@@ -21,7 +23,7 @@ class Sampler:
     top_p: float = 1.0
     """Nucleus: sample from the smallest set of tokens whose probability reaches ``top_p``."""
     seed: int = 0
-    """Seed of this session's generator."""
+    """Seed of this session's draws (combined with each token's position)."""
     logprobs: int = 0
     """How many top log-probabilities to return per token (0: none)."""
     generator: torch.Generator = field(init=False, repr=False)
@@ -33,10 +35,10 @@ class Sampler:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 <= self.logprobs <= 20:
             raise ValueError(f"logprobs must be in 0..20, got {self.logprobs}")
-        self.generator = torch.Generator().manual_seed(int(self.seed))
+        self.generator = torch.Generator()
 
-    def choose(self, logits: torch.Tensor) -> int:
-        """The next token for one row of logits ``[vocab]``."""
+    def choose(self, logits: torch.Tensor, position: int) -> int:
+        """The token at ``position`` for one row of logits ``[vocab]``."""
         if self.temperature == 0.0:
             return int(logits.argmax())
         probs = torch.softmax(logits.double() / self.temperature, dim=-1)
@@ -44,6 +46,7 @@ class Sampler:
             ordered, order = probs.sort(descending=True)
             keep = ordered.cumsum(-1) - ordered < self.top_p  # always keeps the most likely token
             probs = torch.zeros_like(probs).scatter(0, order[keep], ordered[keep])
+        self.generator.manual_seed((self.seed * 1_000_003 + position) % 2**63)
         return int(torch.multinomial(probs, 1, generator=self.generator))
 
     def report(self, logits: torch.Tensor, token: int) -> dict:

@@ -246,7 +246,7 @@ class TailEngine:
         if not bool(torch.isfinite(logits).all()):
             self._drop(session)
             raise EdgeRejected("bad_packet", "the activations gave non-finite logits; the session was closed")
-        token = session.sampler.choose(logits)
+        token = session.sampler.choose(logits, session.state.seen_tokens)
         session.generated += 1
         self.counters["tokens"] += 1
         return {**session.sampler.report(logits, token), "position": session.state.seen_tokens,
@@ -258,7 +258,7 @@ class TailEngine:
         session = self._session(session_id, owner)
         if session.state.seen_tokens:
             raise EdgeRejected("out_of_order", "this session is already prefilled; open a new session")
-        packet = self._packet(session, frame, session.max_tokens)
+        packet = self._packet(session, frame, self.limits.max_tokens_per_session)
         payload = self._payload(session, packet)
         self.counters["bytes_in"] += len(frame)
         logits = self.tail(session.k)(payload, session=session.state, last_only=True)[0, -1]

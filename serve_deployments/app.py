@@ -1,0 +1,76 @@
+"""The edgesplit Serve application: HTTP ingress → edge layer stack (with session affinity) + live split controller.
+
+Run it with ``serve run serve_deployments/config.yaml`` (or ``edgesplit serve``, which reads the same YAML), or
+from Python with ``serve.run(build_app(EdgeAppArgs(...)))``. The YAML's ``args`` are validated by pydantic against
+:class:`EdgeAppArgs` (this module deliberately has no ``from __future__ import annotations``: Serve validates a
+builder's argument only when its annotation is a real class). Replicas, ``max_ongoing_requests``,
+``max_queued_requests``, autoscaling and per-replica resources (``num_cpus``; ``num_gpus`` on GPU machines) are
+the YAML's per-deployment options; the defaults below are what a 2-core loopback machine runs.
+
+The bearer token is read from the environment variable named by ``api_token_env`` where the app is built (the
+driver), and only its SHA-256 goes into the deployment's arguments.
+"""
+
+import hashlib
+import os
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from ray.serve.config import RequestRouterConfig
+
+from serve_deployments.controller import ControllerArgs, SplitControllerDeployment
+from serve_deployments.edge_deployment import EdgeArgs, EdgeTailDeployment
+from serve_deployments.ingress import EdgeIngress, IngressArgs
+
+CONSISTENT_HASH_ROUTER = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
+"""Serve's session-affinity router: a session id always hashes to the same replica while the replica set holds."""
+
+
+class EdgeAppArgs(BaseModel):
+    """Arguments of the whole app (the ``args`` block of an application in the Serve YAML)."""
+
+    model_config = ConfigDict(extra="forbid")
+    edge: EdgeArgs = Field(default_factory=EdgeArgs)
+    """The edge layer stack: model, limits, batching."""
+    controller: ControllerArgs = Field(default_factory=ControllerArgs)
+    """The split controller: policy to load (a server-side path), fallback rule."""
+    ingress: IngressArgs = Field(default_factory=IngressArgs)
+    """HTTP limits and timeouts."""
+    api_token_env: str = "EDGESPLIT_API_TOKEN"
+    """Environment variable holding the bearer token; unset or empty means no auth."""
+    session_affinity: bool = True
+    """Route each session's requests by consistent hashing of its id (off: Serve's default power-of-two router)."""
+
+
+def edge_deployment(affinity: bool = True):
+    """The edge tail as a Serve deployment, with the defaults the YAML can override."""
+    options = {"name": "EdgeTailDeployment", "max_ongoing_requests": 32, "max_queued_requests": 256,
+               "ray_actor_options": {"num_cpus": 1}, "health_check_period_s": 5}
+    if affinity:
+        options["request_router_config"] = RequestRouterConfig(
+            request_router_class=CONSISTENT_HASH_ROUTER,
+            request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 0})
+    return serve.deployment(**options)(EdgeTailDeployment)
+
+
+def controller_deployment():
+    """The split controller as a Serve deployment."""
+    return serve.deployment(name="SplitControllerDeployment", max_ongoing_requests=64,
+                            ray_actor_options={"num_cpus": 0})(SplitControllerDeployment)
+
+
+def ingress_deployment():
+    """The FastAPI ingress as a Serve deployment."""
+    return serve.deployment(name="EdgeIngress", max_ongoing_requests=128, max_queued_requests=512,
+                            ray_actor_options={"num_cpus": 0})(EdgeIngress)
+
+
+def build_app(args: EdgeAppArgs) -> serve.Application:
+    """Compose ingress + edge + controller with ``.bind()`` (the ``import_path`` target of the YAML)."""
+    args = EdgeAppArgs.model_validate(args) if isinstance(args, dict) else args
+    token = os.environ.get(args.api_token_env, "")
+    ingress_args = args.ingress.model_copy(update={
+        "api_token_sha256": hashlib.sha256(token.encode()).hexdigest() if token else args.ingress.api_token_sha256})
+    edge = edge_deployment(args.session_affinity).bind(args.edge.model_dump())
+    controller = controller_deployment().bind(args.controller.model_dump())
+    return ingress_deployment().bind(edge, controller, ingress_args.model_dump())
