@@ -93,8 +93,10 @@ def _register_package_commands() -> None:
     The Ray-facing packages (surrogate, rllib_env) are imported only for their typer signatures; Ray itself is
     imported when one of their commands runs, so the core stays importable without starting Ray.
     """
+    from edgesplit.client.command import client_command
     from edgesplit.profile.command import profile_command
     from rllib_env.command import evaluate_policy_command, mbrl_command, train_policy_command
+    from serve_deployments.command import serve_command
     from surrogate.command import fit_surrogate_command, sensitivity_command, tune_surrogate_command
 
     app.command("profile")(profile_command)
@@ -104,6 +106,8 @@ def _register_package_commands() -> None:
     app.command("train-policy")(train_policy_command)
     app.command("mbrl")(mbrl_command)
     app.command("evaluate-policy")(evaluate_policy_command)
+    app.command("serve")(serve_command)
+    app.command("client")(client_command)
 
 
 _register_package_commands()

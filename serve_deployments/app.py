@@ -7,8 +7,8 @@ builder's argument only when its annotation is a real class). Replicas, ``max_on
 ``max_queued_requests``, autoscaling and per-replica resources (``num_cpus``; ``num_gpus`` on GPU machines) are
 the YAML's per-deployment options; the defaults below are what a 2-core loopback machine runs.
 
-The bearer token is read from the environment variable named by ``api_token_env`` where the app is built (the
-driver), and only its SHA-256 goes into the deployment's arguments.
+Bearer tokens are read from the environment variable named by ``api_token_env`` (comma-separated) where the app is
+built (the driver); only their SHA-256 digests go into the deployments' arguments.
 """
 
 import hashlib
@@ -37,7 +37,7 @@ class EdgeAppArgs(BaseModel):
     ingress: IngressArgs = Field(default_factory=IngressArgs)
     """HTTP limits and timeouts."""
     api_token_env: str = "EDGESPLIT_API_TOKEN"
-    """Environment variable holding the bearer token; unset or empty means no auth."""
+    """Environment variable holding the bearer token(s), comma-separated; unset or empty means no auth."""
     session_affinity: bool = True
     """Route each session's requests by consistent hashing of its id (off: Serve's default power-of-two router)."""
 
@@ -65,12 +65,18 @@ def ingress_deployment():
                             ray_actor_options={"num_cpus": 0})(EdgeIngress)
 
 
-def build_app(args: EdgeAppArgs) -> serve.Application:
-    """Compose ingress + edge + controller with ``.bind()`` (the ``import_path`` target of the YAML)."""
-    args = EdgeAppArgs.model_validate(args) if isinstance(args, dict) else args
-    token = os.environ.get(args.api_token_env, "")
-    ingress_args = args.ingress.model_copy(update={
-        "api_token_sha256": hashlib.sha256(token.encode()).hexdigest() if token else args.ingress.api_token_sha256})
-    edge = edge_deployment(args.session_affinity).bind(args.edge.model_dump())
+def compose(args: EdgeAppArgs, edge_options: dict | None = None) -> serve.Application:
+    """Compose ingress + edge + controller with ``.bind()``; ``edge_options`` override the edge's Serve options."""
+    tokens = [t.strip() for t in os.environ.get(args.api_token_env, "").split(",") if t.strip()]
+    digests = [hashlib.sha256(t.encode()).hexdigest() for t in tokens] + list(args.ingress.api_token_sha256)
+    ingress_args = args.ingress.model_copy(update={"api_token_sha256": digests})
+    edge = edge_deployment(args.session_affinity)
+    if edge_options:
+        edge = edge.options(**edge_options)
     controller = controller_deployment().bind(args.controller.model_dump())
-    return ingress_deployment().bind(edge, controller, ingress_args.model_dump())
+    return ingress_deployment().bind(edge.bind(args.edge.model_dump()), controller, ingress_args.model_dump())
+
+
+def build_app(args: EdgeAppArgs) -> serve.Application:
+    """The ``import_path`` target of the YAML (``serve_deployments.app:build_app``)."""
+    return compose(EdgeAppArgs.model_validate(args) if isinstance(args, dict) else args)

@@ -13,9 +13,10 @@ Routes (JSON unless noted; every error is ``{"error": {"code", "message", "retry
 - ``DELETE /v1/sessions/{id}``              free the session
 - ``POST /v1/split``                        a UE's state → the controller's split decision
 
-Auth: when the app was built with an API token (``EDGESPLIT_API_TOKEN``), every route but the health probes needs
-``Authorization: Bearer <token>``; sessions are bound to the token that opened them. Only a SHA-256 of the token
-reaches the replicas. Session ids come from :mod:`secrets` (192 bits). Bodies are read up to ``max_body_bytes``
+Auth: when the app was built with API tokens (``EDGESPLIT_API_TOKEN``, comma-separated for several tenants), every
+route but the health probes needs ``Authorization: Bearer <token>``; a session is usable only with the token that
+opened it (another token gets 403). Only SHA-256 digests of the tokens reach the replicas. Session ids come
+from :mod:`secrets` (192 bits). Bodies are read up to ``max_body_bytes``
 and never unpickled: frames are parsed by :meth:`ActivationPacket.decode` on the edge.
 """
 
@@ -29,7 +30,7 @@ import secrets
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
@@ -47,8 +48,16 @@ class IngressArgs(BaseModel):
     """Arguments of the HTTP ingress."""
 
     model_config = ConfigDict(extra="forbid")
-    api_token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    """SHA-256 (hex) of the bearer token every non-health route requires; ``None``: no auth."""
+
+    @field_validator("api_token_sha256")
+    @classmethod
+    def _digests(cls, value: list[str]) -> list[str]:
+        if any(not re.fullmatch(r"[0-9a-f]{64}", v) for v in value):
+            raise ValueError("api_token_sha256 entries must be 64 lowercase hex digits (SHA-256 of a token)")
+        return value
+
+    api_token_sha256: list[str] = Field(default_factory=list, max_length=1024)
+    """SHA-256 (hex) of each accepted bearer token; empty: no auth. Each token owns the sessions it opens."""
     max_body_bytes: int = Field(16 << 20, ge=1024, le=1 << 30)
     """Largest request body accepted (a prefill frame of the longest prompt must fit)."""
     retry_after_s: float = Field(1.0, ge=0, le=600)
@@ -104,11 +113,13 @@ class EdgeIngress:
 
     # ---- helpers ------------------------------------------------------------------------------------------------
     def _owner(self, request: Request) -> str | EdgeError:
-        if self.args.api_token_sha256 is None:
+        if not self.args.api_token_sha256:
             return ""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        presented = hashlib.sha256(token.encode()).hexdigest() if scheme.lower() == "bearer" and token else ""
-        if not presented or not secrets.compare_digest(presented, self.args.api_token_sha256):
+        presented = token_owner(token) if scheme.lower() == "bearer" and token else ""
+        # compare against every accepted digest (no early exit), so timing does not tell which one matched
+        matches = [secrets.compare_digest(presented, known) for known in self.args.api_token_sha256]
+        if not presented or not any(matches):
             return EdgeError("unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)")
         return presented
 

@@ -57,6 +57,8 @@ class TokenEvent:
     """Log-probability of the token, when the session asked for them."""
     top_logprobs: list | None = None
     """``[[token, logprob], ...]`` alternatives, when asked for."""
+    replica: str | None = None
+    """The edge replica that computed the token (as it reports itself)."""
 
 
 @dataclass
@@ -185,7 +187,7 @@ class AsyncSplitClient:
                     continue
                 event = TokenEvent(int(answer["token"]), len(result.tokens), k, head_s,
                                    time.perf_counter() - start - head_s, len(frame), answer.get("logprob"),
-                                   answer.get("top_logprobs"))
+                                   answer.get("top_logprobs"), answer.get("replica"))
                 history.append(event.token)
                 result.tokens.append(event.token)
                 result.events.append(event)
