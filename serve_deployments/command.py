@@ -93,3 +93,22 @@ def serve_command(
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def serve_demo_command(
+    out: Path = typer.Option(Path("runs/demo/serve"), help="Where the serving demo writes its results."),
+    ues: int = typer.Option(3, min=1, max=16, help="UE clients running at once."),
+    requests: int = typer.Option(6, min=2, max=100, help="Requests per UE."),
+    max_new_tokens: int = typer.Option(8, min=1, max=256),
+    port: int = typer.Option(8000, min=1, max=65535, help="Loopback port of the app."),
+    seed: int = typer.Option(0, min=0),
+) -> None:
+    """The serving step of the demo: start the app, run UEs (one under a fading channel), print decisions."""
+    from edgesplit.outdir import check_writable_dir
+    from serve_deployments.demo import run_serve_demo
+
+    try:
+        check_writable_dir(out, "--out")
+    except ValueError as err:
+        fail(str(err))
+    run_serve_demo(out, ues=ues, requests=requests, max_new_tokens=max_new_tokens, seed=seed, port=port)

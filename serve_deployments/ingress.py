@@ -20,8 +20,8 @@ from :mod:`secrets` (192 bits). Bodies are read up to ``max_body_bytes``
 and never unpickled: frames are parsed by :meth:`ActivationPacket.decode` on the edge.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: FastAPI must see the real classes in the route signatures of a
+# Serve ingress class (string annotations are not resolved there, and Request would be read as a query field)
 import asyncio
 import hashlib
 import re
