@@ -22,6 +22,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from edgesplit.clierrors import require_writable_dir
 from edgesplit.cost import ModelProfile, get_device, get_edge, get_link, split_costs
 from edgesplit.link import ImpairedLink, LinkLog
 from edgesplit.models import LoadedModel, load_model
@@ -113,7 +114,8 @@ def _print_costs(console: Console, df: pd.DataFrame, prompt_tokens: int) -> None
 
 
 def run_demo(out: Path, tokens: int = 256, seed: int = 0, model_name: str = "smollm2-135m") -> None:
-    """Run the demo end to end, print its tables and write its results under ``out``."""
+    """Run the demo end to end, print its tables and write its results under ``out`` (exit 2 if it cannot)."""
+    require_writable_dir(out)
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
     with console.status(f"loading {model_name} (first run converts the GGUF, ~30 s)"):

@@ -20,6 +20,7 @@ from typing import Any
 import typer
 
 from edgesplit.clierrors import fail as _fail
+from edgesplit.clierrors import require_writable_dir
 
 
 def _grid(text: str) -> tuple[float, ...] | None:
@@ -99,6 +100,7 @@ def train_policy_command(
         _fail(f"--algo must be one of {', '.join(ALGORITHMS)}, got {algo!r}")
     if iterations < 1:
         _fail(f"--iterations must be >= 1, got {iterations}")
+    require_writable_dir(out)
     _existing(surrogate, "surrogate checkpoint")
     _existing(table, "table")
     _existing(config, "config file")
@@ -142,6 +144,7 @@ def mbrl_command(
     """Model-based RL: surrogate → PPO → real rollouts → refit, until the real-evaluation budget is spent."""
     from rllib_env.mbrl import MbrlConfig, run_mbrl
 
+    require_writable_dir(out)
     _existing(table, "table")
     _existing(oracle_table, "oracle table")
     _existing(surrogate_config, "surrogate config")
@@ -199,6 +202,7 @@ def evaluate_policy_command(
 
     _existing(checkpoint, "checkpoint")
     _existing(table, "table")
+    require_writable_dir(out)
     config_file = next((p / "env_config.json" for p in (checkpoint, checkpoint.parent) if
                         (p / "env_config.json").is_file()), None)
     if config_file is None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import typer
 
 from edgesplit.clierrors import fail as _fail
+from edgesplit.clierrors import require_writable_dir
 
 
 def _summary(report: dict) -> str:
@@ -46,6 +47,7 @@ def tune_surrogate_command(
     """Search the surrogate's hyper-parameters with Ray Tune (Optuna + ASHA); save the best config."""
     from tune_configs.search import tune_surrogate
 
+    require_writable_dir(out)
     try:
         outcome = tune_surrogate(space, samples, data, out, seed, objective=objective, reward=reward,
                                  train_fraction=train_fraction, reports=reports, max_concurrent=max_concurrent)
@@ -71,6 +73,7 @@ def fit_surrogate_command(
     from surrogate.fit import fit_surrogate
     from surrogate.sensitivity import find_profiles
 
+    require_writable_dir(out)
     try:
         profiles = find_profiles(sensitivity, data)
         outcome = fit_surrogate(data, out, config, seed=seed, holdout=holdout, reward=reward, sensitivity=profiles,
@@ -100,6 +103,7 @@ def sensitivity_command(
 
     if out.suffix != ".json" or out.is_dir():
         _fail(f"--out must be a .json file path, got {out}")
+    require_writable_dir(out.parent, option=f"the folder of --out {out}:")
     try:
         text = load_corpus(corpus)
         loaded = load_model(model)

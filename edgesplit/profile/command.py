@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from edgesplit.clierrors import fail as _fail
+from edgesplit.clierrors import require_writable_dir
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until the command runs
     from edgesplit.profile.config import ProfileConfig
@@ -47,9 +48,8 @@ def _build_config(out: Path, model: str, channel: str, snr_db: str | None, p: st
 def _prepare(config: ProfileConfig):
     """Every check that needs the model or the corpus; returns the inputs of the run."""
     from edgesplit.profile.runner import load_inputs, plan
-    from edgesplit.profile.store import RunStore, check_writable
+    from edgesplit.profile.store import RunStore
 
-    check_writable(config.out)
     RunStore(config.out).check_identity(config)
     inputs = load_inputs(config)
     plan(config, inputs.model.num_layers)  # splits against the model's depth
@@ -114,6 +114,7 @@ def profile_command(
     """Profile quality and cost of every split × channel setting × seed."""
     from edgesplit.profile.runner import run_profile
 
+    require_writable_dir(out)
     try:
         config = _build_config(out, model, channel, snr_db, p, bits, modulation, fading, splits, corpus, tokens,
                                context, stride, seeds, first_seed, encoding, device, edge, link, batch_size, workers)

@@ -17,12 +17,13 @@ import torch
 from tqdm.auto import tqdm
 
 from edgesplit.models import LoadedModel
+from edgesplit.outdir import check_writable_dir
 from edgesplit.profile.cells import ProfileCell, enumerate_cells
 from edgesplit.profile.config import ProfileConfig
 from edgesplit.profile.engine import CellResult, PreparedWindows, evaluate_group, group_cells, prepare_windows
 from edgesplit.profile.plots import write_plots
 from edgesplit.profile.rows import CostContext, make_row
-from edgesplit.profile.store import RunStore, check_writable, rows_frame
+from edgesplit.profile.store import RunStore, rows_frame
 from edgesplit.profile.summary import summarize
 
 SUMMARY_FILE = "summary.csv"
@@ -94,7 +95,7 @@ class ProfileOutcome:
 
 def plan(config: ProfileConfig, num_layers: int) -> tuple[RunStore, list[ProfileCell], list[ProfileCell]]:
     """Validate the output and return (store, every cell of the grid, the cells still to compute)."""
-    check_writable(config.out)
+    check_writable_dir(config.out)
     store = RunStore(config.out)
     store.check_identity(config)
     cells = enumerate_cells(config.resolve_splits(num_layers), config.settings(), config.seed_list, config.fading)

@@ -42,18 +42,6 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def check_writable(out: Path) -> None:
-    """ValueError unless ``out`` is (or can be created as) a writable directory; writes nothing."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output {out} exists and is not a directory")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"output {out} is not writable ({probe} does not allow creating files)")
-
-
 class RunStore:
     """Reads and writes one run directory."""
 
