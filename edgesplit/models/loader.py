@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from edgesplit.models.adapters import SUPPORTED_MODEL_TYPES, DecoderAdapter, adapter_for
@@ -49,8 +50,35 @@ def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
         raise ValueError(f"unknown dtype {dtype!r}; accepted: {', '.join(DTYPES)}") from None
 
 
+def _builtins() -> str:
+    return f"built-in models: {', '.join(BUILTINS)} (see `edgesplit models`)"
+
+
+def _resolve_source(name: str) -> tuple[str, bool]:
+    """(what transformers loads, whether it is local) for a built-in name, a local directory or a hub id."""
+    if name in BUILTINS:
+        return str(builtin_dir(name)), True
+    if Path(name).is_dir():
+        return name, True
+    if Path(name).exists():
+        raise ValueError(f"{name!r} is a file, not a model directory (one holding config.json); {_builtins()}")
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ValueError(f"{name!r} is neither a built-in model, a local directory nor a valid Hugging Face hub id "
+                         f"(owner/name); {_builtins()}") from None
+    return name, False
+
+
 def _check_architecture(name_or_path: str, local_only: bool) -> None:
-    config = AutoConfig.from_pretrained(name_or_path, local_files_only=local_only)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, local_files_only=local_only)
+    except OSError as err:
+        if local_only:
+            raise
+        # one line: transformers' hub errors span several
+        raise OSError(f"{name_or_path!r} is not a built-in model or a local directory, so it was looked up as a "
+                      f"Hugging Face hub id, which failed: {' '.join(str(err).split())}; {_builtins()}") from err
     model_type = config.get_text_config(decoder=True).model_type
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(f"{name_or_path!r} is a {model_type!r} model, which edgesplit cannot split; supported "
@@ -72,11 +100,11 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | torch.dtype = "fl
     """Load a decoder-only causal LM by built-in name, local directory or Hugging Face hub id.
 
     Built-ins (see :data:`edgesplit.models.builtin.BUILTINS`) come from installed packages and are converted once.
-    A hub id needs network access on first use (transformers caches it afterwards).
+    A hub id needs network access on first use (transformers caches it afterwards). A name that is none of the
+    three is a ValueError listing the built-ins; a hub id that cannot be fetched is an OSError saying it was one.
     """
     torch_dtype = _resolve_dtype(dtype)
-    source = str(builtin_dir(name_or_path)) if name_or_path in BUILTINS else name_or_path
-    local_only = Path(source).is_dir()
+    source, local_only = _resolve_source(name_or_path)
     _check_architecture(source, local_only)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_only,
                                                  attn_implementation=attn_implementation)

@@ -27,6 +27,14 @@ def test_generate_rejects_unknown_model(tmp_path):
     assert "cannot load model" in result.output
 
 
+def test_generate_names_the_accepted_models_for_a_missing_path():
+    result = runner.invoke(app, ["generate", "hi", "--model", "/nonexistent"])
+    assert result.exit_code == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert "neither a built-in model, a local directory nor a valid Hugging Face hub id" in line
+    assert "smollm2-135m" in line and "Repo id" not in line
+
+
 def test_generate_rejects_split_out_of_range(tmp_path):
     from tests.conftest import make_tiny
 

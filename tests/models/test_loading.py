@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, BertConfig, BertModel
 
 from edgesplit.models import SUPPORTED_MODEL_TYPES, adapter_for, builtin_dir, load_model
 from edgesplit.models import builtin as builtin_module
+from edgesplit.models import loader as loader_module
 from tests.conftest import make_tiny
 
 
@@ -73,6 +74,39 @@ def test_builtin_conversion_is_cached_atomically(monkeypatch, tmp_path):
     (first / builtin_module._MARKER).write_text("{not json")  # a damaged marker triggers a fresh conversion
     builtin_dir("smollm2-135m")
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("name", ["/nonexistent", "./relative/model", "a/b/c", "~/models/x"])
+def test_a_name_that_is_nothing_known_says_so_and_lists_the_builtins(name):
+    with pytest.raises(ValueError) as info:
+        load_model(name)
+    message = str(info.value)
+    assert "neither a built-in model, a local directory nor a valid Hugging Face hub id" in message
+    assert "smollm2-135m" in message and "Repo id must" not in message
+
+
+def test_a_file_is_not_a_model_directory(tmp_path):
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ValueError, match="is a file, not a model directory .* built-in models: smollm2-135m"):
+        load_model(str(tmp_path / "model.gguf"))
+
+
+def test_a_hub_id_is_still_looked_up_on_the_hub_and_a_failure_says_so(monkeypatch):
+    """A valid-looking hub id takes the real hub path (no download here: the config fetch is stubbed to fail)."""
+    calls = []
+
+    def offline(name, local_files_only):
+        calls.append((name, local_files_only))
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
+
+    monkeypatch.setattr(loader_module.AutoConfig, "from_pretrained", offline)
+    with pytest.raises(OSError) as info:
+        load_model("SomeOrg/some-model")
+    assert calls == [("SomeOrg/some-model", False)]
+    message = str(info.value)
+    assert "'SomeOrg/some-model' is not a built-in model or a local directory, so it was looked up as a Hugging " \
+           "Face hub id, which failed: We couldn't connect" in message
+    assert "\n" not in message and "smollm2-135m" in message
 
 
 @pytest.mark.slow
