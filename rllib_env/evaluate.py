@@ -13,7 +13,8 @@ Per policy (:func:`summarize`): mean reward per block, ``pct_oracle`` = 100 · m
 oracle's mean is positive), ``gap_closed_pct`` = 100 · (mean − random) / (oracle − random) when a ``random``
 policy is evaluated, regret, mean log-perplexity ratio, latency, UE energy, share of feasible choices, mean split,
 split switches per block. :func:`write_evaluation` saves ``steps.parquet``, ``summary.parquet`` / ``.csv`` and
-``splits.png`` (SNR and each policy's split over the first trace) + ``rewards.png``.
+``splits.png`` (SNR and each policy's split over the first trace) + ``rewards.png`` (:mod:`rllib_env.reward_plot`:
+the axis is zoomed on the oracle, the learned policies and the best fixed split; off-scale bars carry their value).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rllib_env.reward_plot import reward_figure
 from rllib_env.sources import RewardSource
 from rllib_env.split_env import SplitEnv, SplitEnvConfig, best_option
 
@@ -130,13 +132,7 @@ def write_evaluation(steps: pd.DataFrame, summary: pd.DataFrame, out: str | Path
     fig.tight_layout()
     fig.savefig(out / "splits.png", dpi=120)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    ax.bar(summary["policy"], summary["mean_reward"])
-    ax.axhline(summary["oracle_reward"].iloc[0], color="k", ls=":", label="greedy oracle")
-    ax.set_ylabel("mean reward per block")
-    ax.tick_params(axis="x", rotation=60, labelsize=7)
-    ax.legend()
-    fig.tight_layout()
+    fig = reward_figure(summary)
     fig.savefig(out / "rewards.png", dpi=120)
     plt.close(fig)
     return out
