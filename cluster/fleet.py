@@ -8,6 +8,10 @@ model's ``ObjectRef`` is held by :class:`RayFleet` for its whole life, so a rest
 (Ray logs a warning about constructor arguments in the object store with ``max_restarts``; this is why it is
 safe). UE fleet actors hold request state and are not restarted: if one dies, the run fails loudly.
 
+With ``edge_backend="serve"`` there are no edge actors: the UE fleet actors (:mod:`cluster.serve_edge`) drive the
+``edgesplit`` Serve app through deployment handles, ``edges`` is its number of edge replicas, and the fleet deploys
+the app itself when none is running (and removes it at :meth:`RayFleet.shutdown`).
+
 :class:`FleetConfig` validates everything a run needs before any actor starts; :func:`run_local_fleet` runs the
 same UE and edge classes in this process without Ray.
 """
@@ -27,6 +31,9 @@ from cluster.ue_actor import UEFleet, UEFleetActor
 from cluster.ue_device import RequestSpec, UESpec
 from edgesplit.channel import make_config
 from edgesplit.models import LoadedModel
+
+EDGE_BACKENDS = ("actors", "serve")
+"""What the UEs' packets go to: edge actors, or the Serve app's deployments."""
 
 
 def parse_value(text: str) -> Any:
@@ -63,7 +70,9 @@ class FleetConfig:
     ues: int = 8
     """Number of simulated UEs."""
     edges: int = 2
-    """Number of edge workers (Ray actors)."""
+    """Number of edge workers (Ray actors; with the serve backend, edge replicas)."""
+    edge_backend: str = "actors"
+    """How UEs reach the edge: ``actors`` (one EdgeActor per edge) or ``serve`` (the Serve app, through handles)."""
     requests: int = 32
     """Generation requests in total, spread round-robin over the UEs."""
     ue_actors: int = 1
@@ -119,6 +128,11 @@ class FleetConfig:
             raise ValueError(f"ue_actors ({self.ue_actors}) cannot exceed ues ({self.ues})")
         if self.max_restarts < 0 or self.max_request_retries < 0:
             raise ValueError("max_restarts and max_request_retries must be >= 0")
+        if self.edge_backend not in EDGE_BACKENDS:
+            raise ValueError(f"edge backend must be one of {', '.join(EDGE_BACKENDS)}, got {self.edge_backend!r}")
+        if self.edge_backend == "serve" and self.edge_fault_after_calls is not None:
+            raise ValueError("edge_fault_after_calls crashes an edge actor; the serve backend has none (kill a "
+                             "replica instead)")
         if self.edge_fault_after_calls is not None and self.edge_fault_after_calls < 0:
             raise ValueError(f"edge_fault_after_calls must be >= 0, got {self.edge_fault_after_calls}")
         for name in ("ue_num_cpus", "edge_num_cpus", "progress_interval_s"):
@@ -176,7 +190,8 @@ def run_local_fleet(loaded: LoadedModel, config: FleetConfig, prompts: list[tupl
 
 
 class RayFleet:
-    """Edge actors and UE fleet actors on the current Ray cluster (``ray.init`` must have been called)."""
+    """Edge actors (or the Serve app) and UE fleet actors on the current Ray cluster (``ray.init`` must have been
+    called)."""
 
     def __init__(self, config: FleetConfig, loaded: LoadedModel) -> None:
         import ray
@@ -185,16 +200,33 @@ class RayFleet:
 
         self.config = config
         self.model_ref = put_model(loaded)
-        edge_cls = ray.remote(EdgeActor).options(num_cpus=config.edge_num_cpus, max_restarts=config.max_restarts,
-                                                 max_task_retries=0)
-        self.edges = [edge_cls.remote(self.model_ref, i, batch=config.batch_edge,
-                                      fault_after_calls=config.edge_fault_after_calls if i == 0 else None)
-                      for i in range(config.edges)]
+        self.serve_app, self.edges, self.ue_actors = None, [], []
         specs = config.ue_specs()
         self.groups = [specs[a :: config.ue_actors] for a in range(config.ue_actors)]
-        ue_cls = ray.remote(UEFleetActor).options(num_cpus=config.ue_num_cpus, max_restarts=0)
-        self.ue_actors = [ue_cls.remote(self.model_ref, group, self.edges, **config.ue_options())
-                          for group in self.groups]
+        try:
+            self._start(ray, loaded)
+        except BaseException:
+            self.shutdown()  # a half-built fleet: kill what started, remove an app deployed for it
+            raise
+
+    def _start(self, ray, loaded: LoadedModel) -> None:
+        config = self.config
+        if config.edge_backend == "serve":
+            from cluster.serve_edge import FleetServeApp, ServeUEFleetActor
+
+            self.serve_app = FleetServeApp()
+            self.serve_app.start(loaded, config.edges, config.edge_num_cpus, batching=config.batch_edge)
+            ue_cls = ray.remote(ServeUEFleetActor).options(num_cpus=config.ue_num_cpus, max_restarts=0)
+            self.ue_actors = [ue_cls.remote(self.model_ref, group, **config.ue_options()) for group in self.groups]
+        else:
+            edge_cls = ray.remote(EdgeActor).options(num_cpus=config.edge_num_cpus, max_restarts=config.max_restarts,
+                                                     max_task_retries=0)
+            self.edges = [edge_cls.remote(self.model_ref, i, batch=config.batch_edge,
+                                          fault_after_calls=config.edge_fault_after_calls if i == 0 else None)
+                          for i in range(config.edges)]
+            ue_cls = ray.remote(UEFleetActor).options(num_cpus=config.ue_num_cpus, max_restarts=0)
+            self.ue_actors = [ue_cls.remote(self.model_ref, group, self.edges, **config.ue_options())
+                              for group in self.groups]
         ray.get([actor.ready.remote() for actor in [*self.edges, *self.ue_actors]])
 
     def run(self, prompts: list[tuple[int, ...]],
@@ -218,17 +250,23 @@ class RayFleet:
                 on_progress(len(rows), len(requests), self)
             if not done:
                 pending[actor.advance.remote(interval)] = actor
+        if self.serve_app is not None:
+            from cluster.serve_edge import number_replicas
+
+            number_replicas(rows)
         return sorted(rows, key=lambda row: row["request_id"])
 
     def edge_info(self) -> list[dict[str, int]]:
-        """Each edge's id, pid, calls and sessions (a restarted edge shows a new pid)."""
+        """Each edge actor's id, pid, calls and sessions (a restarted edge shows a new pid; none in serve mode)."""
         import ray
 
         return ray.get([edge.info.remote() for edge in self.edges])
 
     def shutdown(self) -> None:
-        """Kill every actor of the fleet (no restarts)."""
+        """Kill every actor of the fleet (no restarts); remove the Serve app if the fleet deployed it."""
         import ray
 
         for actor in [*self.ue_actors, *self.edges]:
             ray.kill(actor)
+        if self.serve_app is not None:
+            self.serve_app.stop()

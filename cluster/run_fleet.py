@@ -4,10 +4,15 @@ Run::
 
     python -m cluster.run_fleet --ues 8 --edges 2 --requests 32 --policy fixed:15 --out runs/fleet
     python -m cluster.run_fleet --smoke-test --out runs/fleet-smoke          # 2 UEs x 1 edge, 4 short requests
+    python -m cluster.run_fleet --edge serve --edges 2 --out runs/fleet-serve  # through the Serve app's handles
     ray job submit --working-dir . -- python -m cluster.run_fleet --out runs/fleet   # on a cluster
 
 Starts a local Ray instance, or joins the cluster named by ``RAY_ADDRESS``. Prompts are equal-length token
-windows cut from the default corpus at seeded offsets. Writes, under ``--out``:
+windows cut from the default corpus at seeded offsets. ``--edge actors`` (the default) serves the tails with the
+fleet's own edge actors; ``--edge serve`` sends every UE's requests through the ``edgesplit`` Serve app
+(``serve_deployments``) with a SplitClient over deployment handles — the app is deployed with ``--edges`` edge
+replicas when none is running, and removed at the end (the UEs still pick ``k`` and impair the activations
+themselves; see ``cluster/serve_edge.py`` for what the rows record there). Writes, under ``--out``:
 
 - ``requests.parquet``: one row per request (UE, edge, k, retries, status, channel state, prompt/new tokens and
   the generated ids, bytes sent, measured head/encode/edge/call-overhead times, simulated link/compute times,
@@ -45,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cluster.run_fleet", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m", help="built-in name, local directory or hub id")
     p.add_argument("--ues", type=int, default=8)
-    p.add_argument("--edges", type=int, default=2)
+    p.add_argument("--edges", type=int, default=2, help="edge actors, or edge replicas with --edge serve")
+    p.add_argument("--edge", choices=("actors", "serve"), default="actors",
+                   help="where the tails run: the fleet's edge actors, or the Serve app through handles")
     p.add_argument("--requests", type=int, default=32)
     p.add_argument("--ue-actors", type=int, default=1, help="actor processes holding the UEs (default 1)")
     p.add_argument("--policy", default="fixed:15", help="fixed:K | snr:T1=K1,T2=K2,... | import:module:Name")
@@ -96,7 +103,7 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
                            edge_profile=args.edge_profile, seed=args.seed,
                            enforce_link_latency=args.enforce_link_latency, batch_edge=not args.no_edge_batching,
                            max_restarts=args.max_restarts, max_request_retries=args.max_request_retries,
-                           edge_fault_after_calls=args.edge_fault_after)
+                           edge_fault_after_calls=args.edge_fault_after, edge_backend=args.edge)
     except (ValueError, TypeError) as err:
         raise BadInput(str(err)) from None
 
@@ -161,7 +168,10 @@ def run(config: FleetConfig, loaded, prompts: list[tuple[int, ...]]) -> tuple[li
     from cluster.fleet import RayFleet
 
     _check_resources(config)
-    fleet = RayFleet(config, loaded)
+    try:
+        fleet = RayFleet(config, loaded)
+    except ValueError as err:  # e.g. a running Serve app that serves another model
+        raise BadInput(str(err)) from None
     try:
         with tqdm(total=config.requests, desc="requests", unit="req", file=sys.stderr) as bar:
             start = time.perf_counter()
@@ -236,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                     "requests_failed": sum(r["status"] != "ok" for r in rows),
                     "retries": sum(r["retries"] for r in rows), "tokens_per_s": tokens / wall_s}}
     summary = write_outputs(args.out, config, rows, meta)
-    print_summary(summary, f"fleet: {config.ues} UEs x {config.edges} edges, {args.model}, policy {config.policy}")
+    edges = f"{config.edges} edge replicas (Serve)" if config.edge_backend == "serve" else f"{config.edges} edges"
+    print_summary(summary, f"fleet: {config.ues} UEs x {edges}, {args.model}, policy {config.policy}")
     print(f"{len(rows)} requests in {wall_s:.1f} s ({tokens / wall_s:.1f} tokens/s fleet-wide, "
           f"{meta['run']['retries']} retries); wrote {args.out}/requests.parquet, summary.csv, config.json")
     return 0
