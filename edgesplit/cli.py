@@ -96,6 +96,7 @@ def _register_package_commands() -> None:
     from edgesplit.client.command import client_command
     from edgesplit.profile.command import profile_command
     from rllib_env.command import evaluate_policy_command, mbrl_command, train_policy_command
+    from rllib_env.export_command import export_policy_command
     from serve_deployments.command import serve_command
     from surrogate.command import fit_surrogate_command, sensitivity_command, tune_surrogate_command
 
@@ -106,6 +107,7 @@ def _register_package_commands() -> None:
     app.command("train-policy")(train_policy_command)
     app.command("mbrl")(mbrl_command)
     app.command("evaluate-policy")(evaluate_policy_command)
+    app.command("export-policy")(export_policy_command)
     app.command("serve")(serve_command)
     app.command("client")(client_command)
 
