@@ -14,8 +14,9 @@ routing, ``@serve.batch`` decode and 429/503/lost-session handling a deployment 
 - the records: one row per request with :meth:`~cluster.ue_device.UEDevice.row`'s columns, priced by the same
   cost model, plus ``replica`` (the Serve replica that answered the last step), ``resumes`` (re-prefills after
   a lost session) and ``call_retries`` (calls retried after 429/503); ``retries`` counts the restarts from
-  scratch, as with actor edges. The Serve path reports no edge-side timings, so ``encode_s`` (folded into
-  ``head_s``), ``edge_decode_s``, ``edge_compute_s`` and ``call_overhead_s`` are NaN; ``rtt_s`` is the wall
+  scratch, as with actor edges. The Serve path reports the tail's compute time (``edge_compute_s``, the share
+  of a batched forward) but not the rest, so ``encode_s`` (folded into ``head_s``), ``edge_decode_s`` and
+  ``call_overhead_s`` are NaN; ``rtt_s`` is the wall
   time of the edge calls, session creation included. A re-prefill's extra uplink shows in ``bytes_sent``; the
   simulated costs (``sim_*``) price the request's logical steps, as with actor edges.
 
@@ -46,7 +47,7 @@ from edgesplit.models import LoadedModel
 
 APP_NAME = "edgesplit"
 """Name of the Serve application the fleet drives (what ``HandleTransport`` looks up)."""
-NOT_MEASURED = ("encode_s", "edge_decode_s", "edge_compute_s", "call_overhead_s")
+NOT_MEASURED = ("encode_s", "edge_decode_s", "call_overhead_s")
 """Row columns the Serve path cannot measure (NaN in serve mode)."""
 
 
@@ -235,9 +236,9 @@ class ServeUEFleet:
 
     def _record(self, ue: _ServeUE, run: RequestRun, event: TokenEvent) -> None:
         at_edge = run.k < self.loaded.num_layers
-        create_s = ue.transport.take_create_s()
+        ue.transport.take_create_s()  # the client's head_s excludes opening a session; its round_trip_s includes it
         run.tokens.append(event.token)
-        run.add(head_s=max(event.head_s - create_s, 0.0), rtt_s=event.round_trip_s + create_s,
+        run.add(head_s=event.head_s, rtt_s=event.round_trip_s, edge_compute_s=event.edge_compute_s or 0.0,
                 bytes_sent=event.frame_bytes, packets=int(at_edge),
                 edge_batch_size=ue.transport.last_answer.get("batch_size", 1) if at_edge else 0)
         ue.device._price(run, run.states[-1], len(run.spec.prompt) if event.index == 0 else 1)

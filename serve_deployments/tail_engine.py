@@ -261,9 +261,10 @@ class TailEngine:
         packet = self._packet(session, frame, self.limits.max_tokens_per_session)
         payload = self._payload(session, packet)
         self.counters["bytes_in"] += len(frame)
+        start = time.perf_counter()
         logits = self.tail(session.k)(payload, session=session.state, last_only=True)[0, -1]
         self.counters["forwards"] += 1
-        return {**self._answer(session, logits), "batch_size": 1}
+        return {**self._answer(session, logits), "batch_size": 1, "compute_s": time.perf_counter() - start}
 
     def check_decode(self, session_id: str, owner: str, frame: bytes) -> DecodeWork:
         """Validate one decode step (one token) without running it."""
@@ -280,12 +281,15 @@ class TailEngine:
         for group in self._groups(works, results):
             batch = [works[i] for i in group]
             tail = self.tail(batch[0].session.k)
+            start = time.perf_counter()
             logits = batched_decode_logits(tail, [w.payload for w in batch], [w.session.state for w in batch])
+            share = (time.perf_counter() - start) / len(batch)
             self.counters["forwards"] += 1
             for index, work, row in zip(group, batch, logits, strict=True):
                 self.counters["bytes_in"] += work.bytes_in
                 try:
-                    results[index] = {**self._answer(work.session, row), "batch_size": len(batch)}
+                    results[index] = {**self._answer(work.session, row), "batch_size": len(batch),
+                                      "compute_s": share}
                 except EdgeRejected as rej:
                     results[index] = rej.error
         return results

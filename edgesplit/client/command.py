@@ -27,6 +27,7 @@ def client_command(
     device: str = typer.Option(None, help="Device preset reported to the controller."),
     simulate: bool = typer.Option(False, help="Impair the activations with an AWGN channel at --snr-db."),
     timings: bool = typer.Option(True, help="Print per-token timings on stderr."),
+    max_retries: int = typer.Option(5, min=0, max=100, help="Retries of a call answered 429/503 or unreachable."),
 ) -> None:
     """Generate through a running edge deployment, printing the text, the split and per-token timings."""
     from edgesplit.cli import load
@@ -41,7 +42,8 @@ def client_command(
     channel = ChannelSetting(kind="awgn", snr_db=snr_db) if simulate else None
     ids = loaded.tokenizer(prompt).input_ids
     try:
-        with SplitClient(loaded, edge, channel=channel, seed=seed) as client:
+        with SplitClient(loaded, edge, channel=channel, seed=seed, max_retries=max_retries,
+                         max_backoff_s=2.0) as client:
             client.ue_state.update({"snr_db_history": [snr_db], **({"device": device} if device else {})})
             result = client.generate(ids, max_new_tokens, k=split, temperature=temperature, top_p=top_p, seed=seed,
                                      stop_ids=(loaded.tokenizer.eos_token_id,))

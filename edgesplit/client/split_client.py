@@ -50,7 +50,7 @@ class TokenEvent:
     head_s: float
     """UE time in the head (and the channel model in simulation mode) for this step."""
     round_trip_s: float
-    """Wall time of the edge call(s) for this step, retries included."""
+    """Wall time of the edge call(s) for this step: opening the session when there is one, retries included."""
     frame_bytes: int
     """Bytes sent on the uplink for this step (a re-prefill counts the whole history)."""
     logprob: float | None = None
@@ -59,6 +59,8 @@ class TokenEvent:
     """``[[token, logprob], ...]`` alternatives, when asked for."""
     replica: str | None = None
     """The edge replica that computed the token (as it reports itself)."""
+    edge_compute_s: float | None = None
+    """The edge's tail forward for this token (its share of a batched forward)."""
 
 
 @dataclass
@@ -164,13 +166,14 @@ class AsyncSplitClient:
         session, head_state = None, None
         try:
             while len(result.tokens) < max_new_tokens:
-                start = time.perf_counter()
+                opened = time.perf_counter()
                 if session is None:  # open (or re-open) and prefill the whole history
                     session = (await self._retrying(self.transport.create, spec, stats=result))["session_id"]
                     head_state = self.head(k).new_session()
                     step_ids, position, call = history, 0, self.transport.prefill
                 else:
                     step_ids, position, call = history[-1:], len(history) - 1, self.transport.decode
+                start = time.perf_counter()  # the head's time excludes opening the session
                 payload = self.head(k)(torch.tensor([step_ids]), session=head_state)
                 frame = self._frame(k, session, position, payload, encoding)
                 head_s = time.perf_counter() - start
@@ -186,8 +189,8 @@ class AsyncSplitClient:
                     await asyncio.sleep(self._pause(err, min(result.resumes, 5)))
                     continue
                 event = TokenEvent(int(answer["token"]), len(result.tokens), k, head_s,
-                                   time.perf_counter() - start - head_s, len(frame), answer.get("logprob"),
-                                   answer.get("top_logprobs"), answer.get("replica"))
+                                   time.perf_counter() - opened - head_s, len(frame), answer.get("logprob"),
+                                   answer.get("top_logprobs"), answer.get("replica"), answer.get("compute_s"))
                 history.append(event.token)
                 result.tokens.append(event.token)
                 result.events.append(event)
