@@ -97,7 +97,7 @@ def _register_package_commands() -> None:
     from edgesplit.profile.command import profile_command
     from rllib_env.command import evaluate_policy_command, mbrl_command, train_policy_command
     from rllib_env.export_command import export_policy_command
-    from serve_deployments.command import serve_command
+    from serve_deployments.command import serve_command, serve_demo_command
     from surrogate.command import fit_surrogate_command, sensitivity_command, tune_surrogate_command
 
     app.command("profile")(profile_command)
@@ -109,6 +109,7 @@ def _register_package_commands() -> None:
     app.command("evaluate-policy")(evaluate_policy_command)
     app.command("export-policy")(export_policy_command)
     app.command("serve")(serve_command)
+    app.command("serve-demo")(serve_demo_command)
     app.command("client")(client_command)
 
 
