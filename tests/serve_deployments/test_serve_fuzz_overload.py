@@ -100,3 +100,19 @@ def test_generation_after_fuzz_and_burst_backoff(small_app, real_model):
     rejected = [r for r in full if r.status_code == 429]
     assert rejected and all(r.headers["retry-after"] == "1" for r in rejected)
     assert rejected[0].json()["error"]["code"] == "capacity"
+
+
+def test_flood_past_the_queue_gets_503_with_retry_after(small_app):
+    """Max 4 ongoing + 8 queued calls on the edge: a flood of 48 gets some 503s (never a 5xx of another kind)."""
+
+    async def flood():
+        async with httpx.AsyncClient(base_url=small_app, timeout=60,
+                                     headers={"authorization": f"Bearer {TOKENS[0]}"}) as client:
+            return await asyncio.gather(*(client.get("/v1/models") for _ in range(48)))
+
+    replies = asyncio.run(flood())
+    codes = {r.status_code for r in replies}
+    assert codes <= {200, 503}, codes
+    shed = [r for r in replies if r.status_code == 503]
+    assert shed, "48 concurrent calls against 4 ongoing + 8 queued must shed some"
+    assert all(r.json()["error"]["code"] == "overloaded" and int(r.headers["retry-after"]) >= 1 for r in shed)
