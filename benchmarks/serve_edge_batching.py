@@ -20,9 +20,11 @@ deployment gets a warm-up round first. The edge replica runs one torch thread; `
 batching deployment's ``EdgeArgs.batch_wait_timeout_s`` (default: the product's own, 3 ms).
 
 Prints, per concurrency: decode tokens/s with and without batching, their ratio (target >= 3x at 16 sessions),
-the mean decode batch size the edge reported (``batch_size`` in each decode answer), p50/p99 step latency and the
-fraction of answers equal to the recorded greedy tokens. Writes ``runs/bench/serve_edge_batching/{levels,steps}
-.parquet`` and ``config.json``. The machine is shared: compare the two modes of one run, not absolute numbers.
+the mean decode batch size the edge reported (``batch_size`` in each decode answer), p50/p99 step latency, the
+fraction of answers equal to the recorded greedy tokens, and the edge's own tail-forward time per token and busy
+fraction (from the ``compute_s`` each answer carries: is the edge the bottleneck?). Writes
+``runs/bench/serve_edge_batching/{levels,steps}.parquet`` and ``config.json``. The machine is shared: compare the
+two modes of one run, not absolute numbers.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ async def decode_all(transport, session_id: str, decode_frames: list[bytes], rec
         start = time.perf_counter()
         answer = await transport.decode(session_id, frame)
         rows.append({"step": step, "latency_s": time.perf_counter() - start, "batch_size": answer["batch_size"],
+                     "compute_s": answer.get("compute_s", float("nan")),
                      "match": answer["token"] == rec.tokens[step + 1]})
     return rows
 
@@ -95,6 +98,8 @@ async def run_mode(batching: bool, recs, args, url: str, bar, task) -> tuple[lis
             levels.append({"batching": batching, "sessions": concurrency, "decode_tokens": tokens, "wall_s": wall,
                            "tokens_per_s": tokens / wall, "mean_batch_size": float(np.mean([r["batch_size"]
                                                                                              for r in rows])),
+                           "edge_ms_per_token": 1e3 * float(np.mean([r["compute_s"] for r in rows])),
+                           "edge_busy": float(np.sum([r["compute_s"] for r in rows])) / wall,
                            **sc.quantiles_ms(r["latency_s"] for r in rows),
                            "match_rate": float(np.mean([r["match"] for r in rows])),
                            "prefill_ok": all(r["prefill_ok"] for r in rows)})
@@ -165,6 +170,12 @@ def report(args, config: dict, levels: list[dict], steps: list[dict]) -> None:
               f"{on.p99_ms.mean():7.1f} {off.p99_ms.mean():7.1f} {grp.match_rate.min():6.3f}")
     print(f"  (ratio = batching on / off; target >= 3x at 16 sessions; latencies in ms; match = answers equal to "
           f"the recorded greedy tokens; prefills all matched: {bool(levels.prefill_ok.all())})")
+    print("  the edge's own tail-forward time (compute_s it reports; a batch's time shared by its tokens):")
+    print(f"  {'sessions':>8s} {'ms/token on':>11s} {'ms/token off':>12s} {'busy on':>8s} {'busy off':>8s}")
+    for concurrency, grp in levels.groupby("sessions"):
+        on, off = grp[grp.batching], grp[~grp.batching]
+        print(f"  {concurrency:8d} {on.edge_ms_per_token.mean():11.2f} {off.edge_ms_per_token.mean():12.2f} "
+              f"{on.edge_busy.mean():8.0%} {off.edge_busy.mean():8.0%}")
     out = sc.write_results(NAME, {**config, "ratios": ratios}, levels=levels, steps=steps)
     print(f"\nwrote {out}/{{levels,steps}}.parquet, config.json")
 

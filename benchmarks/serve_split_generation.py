@@ -20,9 +20,9 @@ tail run one after the other per token, so each has a core while it computes.
 
 Prints tokens/s per path, the ratios split / unsplit over all prompts and per prompt (median and worst; target
 >= 0.8), whether every path's tokens equal the unsplit greedy tokens, and where a decode step's time goes: UE head
-and packet encode (the client's ``head_s``, split in the ``inproc`` proportions), the edge engine's time (packet
-decode + checks + tail + sampling, from ``inproc``; the bare tail forward beside it), transport + Serve overhead
-(``round_trip_s`` minus that engine time) and the client's own loop. Writes
+and packet encode (the client's ``head_s``, split in the ``inproc`` proportions), the edge's tail forward (the
+``compute_s`` the edge reports with each token), its packet decode + checks + sampling (``inproc``: engine minus
+bare tail), transport + Serve overhead (the rest of ``round_trip_s``) and the client's own loop. Writes
 ``runs/bench/serve_split_generation/{generations,steps}.parquet`` and ``config.json``. The machine is shared:
 compare the paths of one run, not absolute numbers across runs.
 """
@@ -56,8 +56,8 @@ def served_generate(client, prompt: list[int], new_tokens: int, k: int) -> tuple
     start = time.perf_counter()
     result = client.generate(prompt, new_tokens, k=k)
     wall = time.perf_counter() - start
-    steps = [{"index": e.index, "head_s": e.head_s, "round_trip_s": e.round_trip_s, "frame_bytes": e.frame_bytes}
-             for e in result.events]
+    steps = [{"index": e.index, "head_s": e.head_s, "round_trip_s": e.round_trip_s, "frame_bytes": e.frame_bytes,
+              "edge_compute_s": e.edge_compute_s} for e in result.events]
     return result.tokens, steps, wall
 
 
@@ -121,7 +121,8 @@ def breakdown(gens, steps, path: str) -> dict[str, float]:
     timed = steps[(steps.prompt > 0) & (steps["index"] > 0)]
     mine, rep = timed[timed.path == path], timed[timed.path == "inproc"]
     head, encode, tail, engine = rep.head_s.mean(), rep.encode_s.mean(), rep.tail_s.mean(), rep.engine_s.mean()
-    ue, rtt = mine.head_s.mean(), mine.round_trip_s.mean()
+    ue, rtt, edge = mine.head_s.mean(), mine.round_trip_s.mean(), mine.edge_compute_s.astype(float).mean()
+    checks = max(0.0, engine - tail)
     loop = gens[(gens.path == path) & ~gens.warmup]
     loop = float(((loop.wall_s - loop.head_sum_s - loop.rtt_sum_s) / loop.new_tokens).mean())
     return {
@@ -129,12 +130,13 @@ def breakdown(gens, steps, path: str) -> dict[str, float]:
         "  UE head forward (inproc share)": ue * head / (head + encode),
         "  UE packet encode (inproc share)": ue * encode / (head + encode),
         "edge call round trip (client round_trip_s)": rtt,
-        "  edge engine: packet checks + tail + sampling (inproc)": engine,
-        "    of which the bare tail forward (inproc, timed apart)": tail,
-        "  transport + Serve overhead (round trip - engine)": rtt - engine,
+        "  edge tail forward (the edge's own compute_s)": edge,
+        "  edge packet decode + checks + sampling (inproc)": checks,
+        "  transport + Serve overhead (the rest)": rtt - edge - checks,
         "client loop + other (per token, all steps)": loop,
         "sum": ue + rtt + loop,
-        "for scale: inproc head + encode + engine": head + encode + engine,
+        "for scale, inproc: head + encode + engine": head + encode + engine,
+        "for scale, inproc: bare tail forward": tail,
     }
 
 
@@ -166,8 +168,8 @@ def report(args, config: dict, gens, steps) -> int:
         print(f"  {name:54s} {1e3 * parts['http'][name]:7.2f}  {1e3 * parts['handle'][name]:7.2f}")
     first = served[(served["index"] == 0) & (served.prompt > 0)].groupby("path")[["head_s", "round_trip_s"]].mean()
     for path, row in first.iterrows():
-        print(f"  first token ({path}): head_s {1e3 * row.head_s:.1f} ms (includes the session-create call), "
-              f"round_trip_s {1e3 * row.round_trip_s:.1f} ms (the prefill call)")
+        print(f"  first token ({path}): head_s {1e3 * row.head_s:.1f} ms (prompt through the head), "
+              f"round_trip_s {1e3 * row.round_trip_s:.1f} ms (session create + prefill calls)")
     config = {**config, "tokens_per_s": tps, "breakdown_ms": {p: {n: 1e3 * v for n, v in d.items()}
                                                              for p, d in parts.items()}}
     out = sc.write_results(NAME, config, generations=gens, steps=steps)
