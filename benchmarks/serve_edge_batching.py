@@ -17,7 +17,7 @@ Two app deployments run one after the other in the same run with the same inputs
 (``@serve.batch`` gathers concurrent steps into one padded forward) and ``batching=False`` (one forward per step);
 with ``--repeats 2`` (the default) the order alternates (on/off, off/on) and the worst ratio is reported. Each
 deployment gets a warm-up round first. The edge replica runs one torch thread; ``--batch-wait-s`` sets the
-batching deployment's ``EdgeArgs.batch_wait_timeout_s`` (default: the product's own, 3 ms).
+batching deployment's ``EdgeArgs.batch_wait_timeout_s`` (default: the product's own adaptive wait, at most 20 ms).
 
 Prints, per concurrency: decode tokens/s with and without batching, their ratio (target >= 3x at 16 sessions),
 the mean decode batch size the edge reported (``batch_size`` in each decode answer), p50/p99 step latency, the

@@ -3,7 +3,8 @@
 A thin shell over :class:`~serve_deployments.tail_engine.TailEngine`: every call that touches the model or the
 session table runs on one worker thread (so the replica's event loop keeps answering health checks while a
 forward runs, and no two forwards race on a cache), decode steps of concurrent sessions are gathered by
-``@serve.batch`` into one tail forward (padded caches, any lengths), and idle sessions expire in a background task.
+``@serve.batch`` into one tail forward (padded caches, any lengths; the batch is sized to the sessions decoding
+now, see :meth:`EdgeTailDeployment._size_next_batch`), and idle sessions expire in a background task.
 Results and errors are returned as plain dicts (an error is ``{"error": {"code", "message", "retry_after_s"}}``),
 so nothing but data crosses a handle.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,8 +40,10 @@ class EdgeArgs(BaseModel):
     """Sessions, tokens, KV bytes, TTL and batch limits per replica."""
     batching: bool = True
     """Gather concurrent decode steps into one forward (``False``: one forward per step, for comparisons)."""
-    batch_wait_timeout_s: float = Field(0.003, ge=0, le=1)
-    """How long a decode step waits for others to share its forward."""
+    batch_wait_timeout_s: float = Field(0.02, ge=0, le=1)
+    """Longest wait of a decode batch for the other sessions decoding now (a lone session never waits)."""
+    active_window_s: float = Field(0.5, gt=0, le=60)
+    """A session that stepped within this window counts as decoding now (the batch waits for it)."""
     torch_threads: int = Field(0, ge=0, le=256)
     """Intra-op threads of the replica's torch (0: torch's default)."""
     expiry_interval_s: float = Field(5.0, gt=0, le=3600)
@@ -71,6 +75,7 @@ class EdgeTailDeployment:
         self._decode_batch.set_max_batch_size(self.args.limits.max_batch_size)
         self._decode_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
         self._sweeper: asyncio.Task | None = None
+        self._recent: dict[str, float] = {}  # session id -> time of its latest decode step (event-loop thread only)
         self.replica = _replica_tag()
 
     # ---- plumbing -----------------------------------------------------------------------------------------------
@@ -130,6 +135,7 @@ class EdgeTailDeployment:
         if isinstance(work, dict):
             return work
         if self.args.batching:
+            self._size_next_batch(session_id)
             result = await self._decode_batch(work)
         else:
             result = (await self._run(self.engine.decode_many, [work]))[0]
@@ -137,7 +143,24 @@ class EdgeTailDeployment:
             return self._rejected(result)
         return self._served(result, len(frame))
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.003)
+    def _size_next_batch(self, session_id: str) -> None:
+        """Adaptive batch: wait for the sessions that are decoding now, and not at all for a session alone.
+
+        Serve reads the batch size and the wait when a batch's first step arrives, so they are set before each step
+        is queued: the batch fires as soon as every session that stepped within the last ``active_window_s`` is in
+        (or after ``batch_wait_timeout_s``); a lone session never waits. Without this, a fixed short wait splits
+        many sessions into small groups that never merge, and a long one taxes a lone session on every token.
+        """
+        now = time.monotonic()
+        self._recent[session_id] = now
+        cutoff = now - self.args.active_window_s
+        for sid in [sid for sid, seen in self._recent.items() if seen < cutoff]:
+            del self._recent[sid]
+        active = min(len(self._recent), self.args.limits.max_batch_size)
+        self._decode_batch.set_max_batch_size(max(1, active))
+        self._decode_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s if active > 1 else 0.0)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
     async def _decode_batch(self, works: list[DecodeWork]) -> list[dict | EdgeError]:
         _BATCH.observe(len(works))
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.engine.decode_many, works)
@@ -145,6 +168,7 @@ class EdgeTailDeployment:
     async def close(self, session_id: str, owner: str) -> dict:
         """Free a session."""
         result = await self._run(self.engine.close, session_id, owner)
+        self._recent.pop(session_id, None)
         self._gauges()
         return result
 
