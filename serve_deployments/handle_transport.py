@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from edgesplit.client.transport import EdgeCallError
@@ -36,6 +36,10 @@ class HandleTransport:
             raise EdgeCallError("overloaded", "edge queue full", 503, self.retry_after_s) from None
         except (RayActorError, DeploymentUnavailableError) as err:
             raise EdgeCallError("edge_unavailable", type(err).__name__, 503, self.retry_after_s) from None
+        except RayTaskError as err:  # e.g. the controller refusing a malformed state (a ValueError inside)
+            if isinstance(err.cause, ValueError):
+                raise EdgeCallError("bad_request", str(err.cause)[:500], 400) from None
+            raise EdgeCallError("internal", f"{type(err.cause).__name__} in the deployment", 500) from None
         if "error" in result:
             error = result["error"]
             raise EdgeCallError(error["code"], error["message"], STATUS.get(error["code"], 500),
