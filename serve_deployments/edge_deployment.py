@@ -40,7 +40,7 @@ class EdgeArgs(BaseModel):
     """Sessions, tokens, KV bytes, TTL and batch limits per replica."""
     batching: bool = True
     """Gather concurrent decode steps into one forward (``False``: one forward per step, for comparisons)."""
-    batch_wait_timeout_s: float = Field(0.02, ge=0, le=1)
+    batch_wait_timeout_s: float = Field(0.05, ge=0, le=1)
     """Longest wait of a decode batch for the other sessions decoding now (a lone session never waits)."""
     active_window_s: float = Field(0.5, gt=0, le=60)
     """A session that stepped within this window counts as decoding now (the batch waits for it)."""
@@ -75,7 +75,10 @@ class EdgeTailDeployment:
         self._decode_batch.set_max_batch_size(self.args.limits.max_batch_size)
         self._decode_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
         self._sweeper: asyncio.Task | None = None
-        self._recent: dict[str, float] = {}  # session id -> time of its latest decode step (event-loop thread only)
+        # batch sizing state, touched on the event-loop thread only: session -> its latest step / latest answer
+        self._recent: dict[str, float] = {}
+        self._replied: dict[str, float] = {}
+        self._turnaround_s = 0.0
         self.replica = _replica_tag()
 
     # ---- plumbing -----------------------------------------------------------------------------------------------
@@ -141,26 +144,35 @@ class EdgeTailDeployment:
             result = (await self._run(self.engine.decode_many, [work]))[0]
         if isinstance(result, EdgeError):
             return self._rejected(result)
+        if self.args.batching:
+            self._replied[session_id] = time.monotonic()
         return self._served(result, len(frame))
 
     def _size_next_batch(self, session_id: str) -> None:
         """Adaptive batch: wait for the sessions that are decoding now, and not at all for a session alone.
 
         Serve reads the batch size and the wait when a batch's first step arrives, so they are set before each step
-        is queued: the batch fires as soon as every session that stepped within the last ``active_window_s`` is in
-        (or after ``batch_wait_timeout_s``); a lone session never waits. Without this, a fixed short wait splits
-        many sessions into small groups that never merge, and a long one taxes a lone session on every token.
+        is queued: the batch fires as soon as every session that stepped within the last ``active_window_s`` is in,
+        or after twice the clients' measured turnaround (answer → next step, a moving average), at most
+        ``batch_wait_timeout_s``; a lone session never waits. A fixed short wait splits many sessions into groups
+        that stay apart (each group's stragglers arrive after the other group's forward has started), and a fixed
+        long one taxes a lone session on every token.
         """
         now = time.monotonic()
+        replied = self._replied.pop(session_id, None)
+        if replied is not None:  # how long clients take from an answer to their next step (head + network)
+            self._turnaround_s = 0.8 * self._turnaround_s + 0.2 * (now - replied)
         self._recent[session_id] = now
         cutoff = now - self.args.active_window_s
         for sid in [sid for sid, seen in self._recent.items() if seen < cutoff]:
             del self._recent[sid]
+            self._replied.pop(sid, None)
         active = min(len(self._recent), self.args.limits.max_batch_size)
+        wait = min(self.args.batch_wait_timeout_s, 2.0 * self._turnaround_s) if active > 1 else 0.0
         self._decode_batch.set_max_batch_size(max(1, active))
-        self._decode_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s if active > 1 else 0.0)
+        self._decode_batch.set_batch_wait_timeout_s(wait)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.05)
     async def _decode_batch(self, works: list[DecodeWork]) -> list[dict | EdgeError]:
         _BATCH.observe(len(works))
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.engine.decode_many, works)
@@ -169,6 +181,7 @@ class EdgeTailDeployment:
         """Free a session."""
         result = await self._run(self.engine.close, session_id, owner)
         self._recent.pop(session_id, None)
+        self._replied.pop(session_id, None)
         self._gauges()
         return result
 
