@@ -6,7 +6,7 @@ Two apps run side by side on one Serve instance: the edgesplit app (``build_app`
 rule policy) and an ``empty`` app whose deployment returns a constant decision-shaped dict. Each is reached both
 ways the product offers:
 
-- HTTP: ``POST /v1/split`` with a ``UEState`` JSON body → ``EdgeIngress`` (auth check, pydantic validation) →
+- HTTP: ``POST /v1/split`` with a ``UEState`` JSON body → the edge replica's route (auth check, pydantic validation) →
   ``SplitControllerDeployment.decide``; the empty app's FastAPI ingress takes the same body at
   ``POST /empty/v1/split`` → ``EmptyDeployment.decide`` (same hops: proxy → FastAPI replica → handle call);
 - handle: ``controller.decide.remote(state)`` vs ``empty.decide.remote(state)`` from this driver.
@@ -48,7 +48,7 @@ class EmptyDeployment:
 @serve.deployment(name="EmptyIngress", ray_actor_options={"num_cpus": 0})
 @serve.ingress(empty_api)
 class EmptyIngress:
-    """A FastAPI route in front of :class:`EmptyDeployment`, mirroring ``EdgeIngress`` → controller."""
+    """A FastAPI route in front of :class:`EmptyDeployment`, mirroring the edge route → controller."""
 
     def __init__(self, target) -> None:
         self.target = target

@@ -2,7 +2,7 @@
 
 Run:  .venv/bin/python benchmarks/serve_load_test.py [--clients 16] [--duration-s 60] [--new-tokens 8]
         [--phases default,tight] [--tight-edge-max-ongoing 2] [--tight-edge-max-queued 2]
-        [--tight-max-sessions 4] [--tight-ingress-max-ongoing 5] [--tight-ingress-max-queued 1]
+        [--tight-max-sessions 4]
         [--max-retries 8] [--seed 0] [--quick]
 
 Each client (asyncio + one shared ``httpx.AsyncClient``) loops over short generations until the phase's time is
@@ -17,9 +17,9 @@ the generation and the client starts a new one. Two phases run one after the oth
 
 - ``default``: the app as ``build_app`` makes it (nothing should be refused);
 - ``tight``: the same app with small limits to show the refusals: the edge deployment's ``max_ongoing_requests`` /
-  ``max_queued_requests`` (a full queue → the ingress answers 503 ``overloaded`` with ``Retry-After``), the edge's
-  ``EdgeLimits.max_sessions`` (→ 429 ``capacity`` with ``Retry-After``) and the ingress deployment's own limits with
-  Serve's ``BackpressureConfig(status_code=429, retry_after_s=1)`` (→ 429 from Serve's proxy, with ``Retry-After``).
+  ``max_queued_requests`` with Serve's ``BackpressureConfig(status_code=429, retry_after_s=1)`` (a full queue → 429
+  from Serve's proxy, with ``Retry-After``; the controller's full queue → 503 ``overloaded``) and the edge's
+  ``EdgeLimits.max_sessions`` (→ 429 ``capacity`` with ``Retry-After``).
 
 Prints per phase: requests/s (every HTTP response), successful requests/s, generations and tokens per second,
 p50/p99 latency per route (successful calls), and error counts by status and code, with how many carried
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import sys
 import time
 from collections import Counter
@@ -107,12 +108,12 @@ class LoadClient:
         if status != 200:
             return
         spec = {"k": self.args.k, "max_tokens": len(rec.prompt) + len(rec.tokens)}
-        status, body = await self.call("create", "POST", "/v1/sessions", json=spec)
+        sid = secrets.token_urlsafe(24)  # the client names its session; Serve routes by the x-session-id header
+        status, body = await self.call("create", "POST", "/v1/sessions", json=spec, headers={"x-session-id": sid})
         if status != 201:
             return
-        sid = body["session_id"]
         prefill, decodes = sc.frames(rec, sid, self.args.k)
-        octet = {"content-type": "application/octet-stream"}
+        octet = {"content-type": "application/octet-stream", "x-session-id": sid}
         try:
             for op, frame in [("prefill", prefill)] + [("decode", f) for f in decodes]:
                 status, _ = await self.call(op, "POST", f"/v1/sessions/{sid}/{op}", content=frame, headers=octet)
@@ -121,7 +122,7 @@ class LoadClient:
                 self.tokens += 1
             self.generations += 1
         finally:
-            await self.call("delete", "DELETE", f"/v1/sessions/{sid}")
+            await self.call("delete", "DELETE", f"/v1/sessions/{sid}", headers={"x-session-id": sid})
 
     async def run(self) -> None:
         while time.perf_counter() < self.deadline:
@@ -131,22 +132,17 @@ class LoadClient:
 
 def build_phase_app(phase: str, args):
     """The app of one phase: ``build_app`` as is, or the same composition with the tight limits."""
-    from serve_deployments.app import build_app, controller_deployment, edge_deployment, ingress_deployment
+    from ray.serve.config import BackpressureConfig
+
+    from serve_deployments.app import build_app, compose
     from serve_deployments.tail_engine import EdgeLimits
 
     if phase == "default":
         return build_app(sc.edge_app_args())
-    from ray.serve.config import BackpressureConfig
-
     app_args = sc.edge_app_args(limits=EdgeLimits(max_sessions=args.tight_max_sessions, retry_after_s=1.0))
-    edge = edge_deployment(app_args.session_affinity).options(
-        max_ongoing_requests=args.tight_edge_max_ongoing, max_queued_requests=args.tight_edge_max_queued)
-    ingress = ingress_deployment().options(
-        max_ongoing_requests=args.tight_ingress_max_ongoing, max_queued_requests=args.tight_ingress_max_queued,
-        backpressure_config=BackpressureConfig(status_code=429, retry_after_s=1.0))
-    return ingress.bind(edge.bind(app_args.edge.model_dump()),
-                        controller_deployment().bind(app_args.controller.model_dump()),
-                        app_args.ingress.model_dump())
+    return compose(app_args, {"max_ongoing_requests": args.tight_edge_max_ongoing,
+                              "max_queued_requests": args.tight_edge_max_queued,
+                              "backpressure_config": BackpressureConfig(status_code=429, retry_after_s=1.0)})
 
 
 async def run_phase(phase: str, url: str, recs, args, bar) -> tuple[list[dict], dict]:
@@ -225,8 +221,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tight-edge-max-ongoing", type=int, default=2)
     parser.add_argument("--tight-edge-max-queued", type=int, default=2)
     parser.add_argument("--tight-max-sessions", type=int, default=4)
-    parser.add_argument("--tight-ingress-max-ongoing", type=int, default=5)
-    parser.add_argument("--tight-ingress-max-queued", type=int, default=1)
     parser.add_argument("--max-retries", type=int, default=8)
     parser.add_argument("--max-backoff-s", type=float, default=2.0)
     parser.add_argument("--timeout-s", type=float, default=30.0, help="per HTTP request")

@@ -8,7 +8,7 @@ sentences when ``../shared/data`` is absent), interleaved prompt by prompt with 
 prompt on every path:
 
 - ``unsplit``: ``model.generate(do_sample=False)`` in this process (the reference);
-- ``http``: :class:`SplitClient` over :class:`HttpTransport` → Serve proxy → ``EdgeIngress`` → edge replica;
+- ``http``: :class:`SplitClient` over :class:`HttpTransport` → Serve proxy → the edge replica (its own FastAPI routes);
 - ``handle``: :class:`SplitClient` over :class:`HandleTransport` from this (driver) process → edge replica;
 - ``inproc``: the same split in this process without any transport (head → packet → :class:`TailEngine`), each
   piece timed; it also runs every payload through a bare :class:`EdgeTail` (not counted in its wall time) to

@@ -1,4 +1,4 @@
-"""The edgesplit Serve application: HTTP ingress → edge layer stack (with session affinity) + live split controller.
+"""The edgesplit Serve application: the edge (HTTP routes + layer stack, session affinity) + the live split controller.
 
 Run it with ``serve run serve_deployments/config.yaml`` (or ``edgesplit serve``, which reads the same YAML), or
 from Python with ``serve.run(build_app(EdgeAppArgs(...)))``. The YAML's ``args`` are validated by pydantic against
@@ -16,11 +16,11 @@ import os
 
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
-from ray.serve.config import RequestRouterConfig
+from ray.serve.config import BackpressureConfig, RequestRouterConfig
 
 from serve_deployments.controller import ControllerArgs, SplitControllerDeployment
 from serve_deployments.edge_deployment import EdgeArgs, EdgeTailDeployment
-from serve_deployments.ingress import EdgeIngress, IngressArgs
+from serve_deployments.ingress import EdgeHttpRoutes, IngressArgs, app
 
 CONSISTENT_HASH_ROUTER = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
 """Serve's session-affinity router: a session id always hashes to the same replica while the replica set holds."""
@@ -35,22 +35,35 @@ class EdgeAppArgs(BaseModel):
     controller: ControllerArgs = Field(default_factory=ControllerArgs)
     """The split controller: policy to load (a server-side path), fallback rule."""
     ingress: IngressArgs = Field(default_factory=IngressArgs)
-    """HTTP limits and timeouts."""
+    """HTTP limits, timeouts and token digests of the edge's routes."""
     api_token_env: str = "EDGESPLIT_API_TOKEN"
     """Environment variable holding the bearer token(s), comma-separated; unset or empty means no auth."""
     session_affinity: bool = True
     """Route each session's requests by consistent hashing of its id (off: Serve's default power-of-two router)."""
 
 
-def edge_deployment(affinity: bool = True):
-    """The edge tail as a Serve deployment, with the defaults the YAML can override."""
+# Decorated at import (not inside the builder): serve.ingress rewrites the module-level FastAPI app's routes into
+# class-based views, and a replica that imports this module must see the same rewrite.
+@serve.ingress(app)
+class EdgeServer(EdgeHttpRoutes, EdgeTailDeployment):
+    """The edge replica: the layer stack (handle API) with the HTTP routes served in the same process."""
+
+    def __init__(self, edge: dict, controller, http: dict | None = None) -> None:
+        EdgeTailDeployment.__init__(self, edge)
+        self.controller = controller
+        self.http = IngressArgs.model_validate(http or {})
+
+
+def edge_deployment(affinity: bool = True, retry_after_s: float = 1.0):
+    """The edge (HTTP ingress + layer stack) as a Serve deployment, with the defaults the YAML can override."""
     options = {"name": "EdgeTailDeployment", "max_ongoing_requests": 32, "max_queued_requests": 256,
-               "ray_actor_options": {"num_cpus": 1}, "health_check_period_s": 5}
+               "ray_actor_options": {"num_cpus": 1}, "health_check_period_s": 5,
+               "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=retry_after_s)}
     if affinity:
         options["request_router_config"] = RequestRouterConfig(
             request_router_class=CONSISTENT_HASH_ROUTER,
             request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 0})
-    return serve.deployment(**options)(EdgeTailDeployment)
+    return serve.deployment(**options)(EdgeServer)
 
 
 def controller_deployment():
@@ -59,22 +72,16 @@ def controller_deployment():
                             ray_actor_options={"num_cpus": 0})(SplitControllerDeployment)
 
 
-def ingress_deployment():
-    """The FastAPI ingress as a Serve deployment."""
-    return serve.deployment(name="EdgeIngress", max_ongoing_requests=128, max_queued_requests=512,
-                            ray_actor_options={"num_cpus": 0})(EdgeIngress)
-
-
 def compose(args: EdgeAppArgs, edge_options: dict | None = None) -> serve.Application:
-    """Compose ingress + edge + controller with ``.bind()``; ``edge_options`` override the edge's Serve options."""
+    """Compose edge (with its HTTP routes) + controller with ``.bind()``; ``edge_options`` override Serve options."""
     tokens = [t.strip() for t in os.environ.get(args.api_token_env, "").split(",") if t.strip()]
     digests = [hashlib.sha256(t.encode()).hexdigest() for t in tokens] + list(args.ingress.api_token_sha256)
-    ingress_args = args.ingress.model_copy(update={"api_token_sha256": digests})
-    edge = edge_deployment(args.session_affinity)
+    http = args.ingress.model_copy(update={"api_token_sha256": digests})
+    edge = edge_deployment(args.session_affinity, args.ingress.retry_after_s)
     if edge_options:
         edge = edge.options(**edge_options)
     controller = controller_deployment().bind(args.controller.model_dump())
-    return ingress_deployment().bind(edge.bind(args.edge.model_dump()), controller, ingress_args.model_dump())
+    return edge.bind(args.edge.model_dump(), controller, http.model_dump())
 
 
 def build_app(args: EdgeAppArgs) -> serve.Application:

@@ -1,4 +1,4 @@
-"""The HTTP face of the edge: a FastAPI app (versioned routes, OpenAPI docs at ``/docs``) served by Ray Serve.
+"""The HTTP face of the edge: a FastAPI app (versioned routes, OpenAPI docs at ``/docs``) served by the edge replicas.
 
 Routes (JSON unless noted; every error is ``{"error": {"code", "message", "retry_after_s"}}`` with its status):
 
@@ -6,11 +6,12 @@ Routes (JSON unless noted; every error is ``{"error": {"code", "message", "retry
 - ``GET  /readyz``                          the edge and the controller answer (no auth); 503 until they do
 - ``GET  /v1/models``                       the served model (layers, hidden size, vocab, limits)
 - ``POST /v1/sessions``                     open a session: ``{k, encoding, max_tokens, temperature, top_p, seed,
-                                            logprobs}`` → 201 ``{session_id, ...}``
+                                            logprobs}`` with a fresh id in ``x-session-id`` → 201 ``{session_id, ...}``
 - ``POST /v1/sessions/{id}/prefill``        body: an ActivationPacket frame (``application/octet-stream``) with the
                                             prompt → ``{token, position, logprob?, top_logprobs?, replica}``
 - ``POST /v1/sessions/{id}/decode``         body: one token's frame → the next token, same shape
 - ``DELETE /v1/sessions/{id}``              free the session
+(the session routes need ``x-session-id: {id}``: Serve's proxy routes a session's calls to its replica by it)
 - ``POST /v1/split``                        a UE's state → the controller's split decision
 
 Auth: when the app was built with API tokens (``EDGESPLIT_API_TOKEN``, comma-separated for several tenants), every
@@ -31,7 +32,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -42,6 +42,10 @@ from serve_deployments.tail_engine import SessionCreate
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 """What a session id looks like (``secrets.token_urlsafe(24)``); anything else is an unknown session."""
+MIN_CLIENT_SESSION_ID = 32
+"""Shortest id a client may open a session with (32 base64url characters = 192 bits from ``secrets``)."""
+SESSION_HEADER = "x-session-id"
+"""The header Serve's proxy routes by (Ray's default ``RAY_SERVE_SESSION_ID_HEADER_KEY``)."""
 
 
 class IngressArgs(BaseModel):
@@ -61,9 +65,9 @@ class IngressArgs(BaseModel):
     max_body_bytes: int = Field(16 << 20, ge=1024, le=1 << 30)
     """Largest request body accepted (a prefill frame of the longest prompt must fit)."""
     retry_after_s: float = Field(1.0, ge=0, le=600)
-    """``Retry-After`` sent when the edge is overloaded or a replica is unavailable."""
+    """``Retry-After`` sent when the controller is overloaded or unavailable (and on Serve's own 503s)."""
     call_timeout_s: float = Field(60.0, gt=0, le=3600)
-    """Longest wait for an edge or controller call."""
+    """Longest wait for a controller call."""
 
 
 def token_owner(token: str | None) -> str:
@@ -103,124 +107,137 @@ async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
     return JSONResponse(EdgeError(code, str(exc.detail)).to_dict(), status_code=status)
 
 
-@serve.ingress(app)
-class EdgeIngress:
-    """Routes HTTP to the edge tail (by session, with affinity) and to the split controller."""
+class EdgeHttpRoutes:
+    """The HTTP routes, mixed into the edge deployment (``EdgeServer``): no hop between HTTP and the model.
 
-    def __init__(self, edge, controller, args: dict | IngressArgs | None = None) -> None:
-        self.edge, self.controller = edge, controller
-        self.args = IngressArgs.model_validate(args or {}) if not isinstance(args, IngressArgs) else args
+    Serve's proxy routes each request by its ``x-session-id`` header through the deployment's consistent-hash
+    router, so a session's calls reach the replica that holds it; the session routes therefore require that header
+    to equal the session id of the path (the UE picks a fresh 192-bit id with :mod:`secrets` when it opens a
+    session and sends it with every call).
+    """
+
+    http: IngressArgs
+    controller: object
 
     # ---- helpers ------------------------------------------------------------------------------------------------
     def _owner(self, request: Request) -> str | EdgeError:
-        if not self.args.api_token_sha256:
+        if not self.http.api_token_sha256:
             return ""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         presented = token_owner(token) if scheme.lower() == "bearer" and token else ""
         # compare against every accepted digest (no early exit), so timing does not tell which one matched
-        matches = [secrets.compare_digest(presented, known) for known in self.args.api_token_sha256]
+        matches = [secrets.compare_digest(presented, known) for known in self.http.api_token_sha256]
         if not presented or not any(matches):
             return EdgeError("unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)")
         return presented
 
-    async def _call(self, method, *args) -> dict:
-        try:
-            return await asyncio.wait_for(method.remote(*args), self.args.call_timeout_s)
-        except BackPressureError:
-            return EdgeError("overloaded", "the edge's request queue is full; retry later",
-                             self.args.retry_after_s).to_dict()
-        except (TimeoutError, RayActorError, DeploymentUnavailableError) as err:
-            return EdgeError("edge_unavailable", f"edge replica unavailable ({type(err).__name__}); retry: a lost "
-                                                 f"session answers unknown_session", self.args.retry_after_s).to_dict()
-        except RayTaskError as err:
-            return EdgeError("internal", f"edge call failed: {type(err.cause).__name__}").to_dict()
+    def _routed(self, request: Request, session_id: str) -> EdgeError | None:
+        """The session id must look like one and travel in ``x-session-id`` too (Serve routes by that header)."""
+        if not SESSION_ID.match(session_id):
+            return EdgeError("unknown_session", "no such session")
+        if request.headers.get(SESSION_HEADER) != session_id:
+            return EdgeError("bad_request", f"send the session id in the {SESSION_HEADER} header as well: Serve "
+                                            f"routes a session's requests to its replica by that header")
+        return None
 
-    def _edge(self, session_id: str, method: str):
-        return getattr(self.edge.options(session_id=session_id), method)
+    async def _controller(self, method, *args) -> dict:
+        try:
+            return await asyncio.wait_for(method.remote(*args), self.http.call_timeout_s)
+        except BackPressureError:
+            return EdgeError("overloaded", "the controller's queue is full; retry later",
+                             self.http.retry_after_s).to_dict()
+        except (TimeoutError, RayActorError, DeploymentUnavailableError) as err:
+            return EdgeError("edge_unavailable", f"controller unavailable ({type(err).__name__})",
+                             self.http.retry_after_s).to_dict()
+        except RayTaskError as err:
+            return EdgeError("internal", f"controller call failed: {type(err.cause).__name__}").to_dict()
 
     async def _body(self, request: Request) -> bytes | EdgeError:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.args.max_body_bytes):
-            return EdgeError("token_limit", f"body larger than {self.args.max_body_bytes} bytes")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.http.max_body_bytes):
+            return EdgeError("token_limit", f"body larger than {self.http.max_body_bytes} bytes")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > self.args.max_body_bytes:
-                return EdgeError("token_limit", f"body larger than {self.args.max_body_bytes} bytes")
+            if size > self.http.max_body_bytes:
+                return EdgeError("token_limit", f"body larger than {self.http.max_body_bytes} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _step(self, request: Request, session_id: str, method: str) -> JSONResponse:
+    async def _step(self, request: Request, session_id: str, method) -> JSONResponse:
         owner = self._owner(request)
         if isinstance(owner, EdgeError):
             return error_response(owner)
-        if not SESSION_ID.match(session_id):
-            return error_response(EdgeError("unknown_session", "no such session"))
+        problem = self._routed(request, session_id)
+        if problem is not None:
+            return error_response(problem)
         body = await self._body(request)
         if isinstance(body, EdgeError):
             return error_response(body)
-        return _answer(await self._call(self._edge(session_id, method), session_id, owner, body))
+        return _answer(await method(session_id, owner, body))
 
     # ---- routes -------------------------------------------------------------------------------------------------
     @app.get("/healthz")
     async def healthz(self) -> dict:
-        """Liveness: the ingress answers."""
+        """Liveness: the replica answers."""
         return {"status": "ok"}
 
     @app.get("/readyz")
     async def readyz(self) -> JSONResponse:
-        """Readiness: the edge and the controller answer within 5 s."""
+        """Readiness: the model is loaded and the controller answers within 5 s."""
         try:
-            edge, ctl = await asyncio.wait_for(asyncio.gather(self.edge.info.remote(), self.controller.info.remote()),
-                                               5.0)
+            ctl = await asyncio.wait_for(self.controller.info.remote(), 5.0)
         except Exception as err:  # any failure to answer means not ready
             return error_response(EdgeError("edge_unavailable", f"not ready: {type(err).__name__}", 1.0))
-        return JSONResponse({"status": "ready", "model": edge["model"], "policy": ctl})
+        return JSONResponse({"status": "ready", "model": self.engine.loaded.name, "policy": ctl})
 
     @app.get("/v1/models")
-    async def models(self, request: Request) -> JSONResponse:
+    async def http_models(self, request: Request) -> JSONResponse:
         """The served model and the edge's limits."""
         owner = self._owner(request)
         if isinstance(owner, EdgeError):
             return error_response(owner)
-        info = await self._call(self.edge.info)
-        keep = ("model", "num_layers", "hidden_size", "vocab_size", "encodings", "max_tokens_per_session")
-        return _answer(info if "error" in info else {key: info[key] for key in keep})
+        return JSONResponse(self.engine.model_info())
 
     @app.post("/v1/sessions", status_code=201)
-    async def create_session(self, spec: SessionCreate, request: Request) -> JSONResponse:
-        """Open a session at split ``k`` on the replica its id hashes to."""
+    async def http_create(self, spec: SessionCreate, request: Request) -> JSONResponse:
+        """Open a session at split ``k``; its id comes in ``x-session-id`` (which routed it here)."""
         owner = self._owner(request)
         if isinstance(owner, EdgeError):
             return error_response(owner)
-        session_id = secrets.token_urlsafe(24)
-        result = await self._call(self._edge(session_id, "create"), spec.model_dump(), owner, session_id)
-        return _answer(result, status=201)
+        session_id = request.headers.get(SESSION_HEADER, "")
+        if not SESSION_ID.match(session_id) or len(session_id) < MIN_CLIENT_SESSION_ID:
+            return error_response(EdgeError("bad_request", f"open a session with a fresh random id in the "
+                                                           f"{SESSION_HEADER} header: {MIN_CLIENT_SESSION_ID}..64 "
+                                                           f"characters of [A-Za-z0-9_-], e.g. "
+                                                           f"secrets.token_urlsafe(24)"))
+        return _answer(await self.create(spec.model_dump(), owner, session_id), status=201)
 
     @app.post("/v1/sessions/{session_id}/prefill")
-    async def prefill(self, session_id: str, request: Request) -> JSONResponse:
+    async def http_prefill(self, session_id: str, request: Request) -> JSONResponse:
         """The prompt's ActivationPacket (octet-stream) → the first token."""
-        return await self._step(request, session_id, "prefill")
+        return await self._step(request, session_id, self.prefill)
 
     @app.post("/v1/sessions/{session_id}/decode")
-    async def decode(self, session_id: str, request: Request) -> JSONResponse:
+    async def http_decode(self, session_id: str, request: Request) -> JSONResponse:
         """One token's ActivationPacket (octet-stream) → the next token."""
-        return await self._step(request, session_id, "decode")
+        return await self._step(request, session_id, self.decode)
 
     @app.delete("/v1/sessions/{session_id}")
-    async def close_session(self, session_id: str, request: Request) -> JSONResponse:
+    async def http_close(self, session_id: str, request: Request) -> JSONResponse:
         """Free the session's KV cache."""
         owner = self._owner(request)
         if isinstance(owner, EdgeError):
             return error_response(owner)
-        if not SESSION_ID.match(session_id):
-            return error_response(EdgeError("unknown_session", "no such session"))
-        return _answer(await self._call(self._edge(session_id, "close"), session_id, owner))
+        problem = self._routed(request, session_id)
+        if problem is not None:
+            return error_response(problem)
+        return _answer(await self.close(session_id, owner))
 
     @app.post("/v1/split", response_model=SplitDecision)
-    async def split(self, state: UEState, request: Request) -> JSONResponse:
+    async def http_split(self, state: UEState, request: Request) -> JSONResponse:
         """The live split controller: a UE's state → ``k``, encoding, policy version and reason."""
         owner = self._owner(request)
         if isinstance(owner, EdgeError):
             return error_response(owner)
-        return _answer(await self._call(self.controller.decide, state.model_dump()))
+        return _answer(await self._controller(self.controller.decide, state.model_dump()))

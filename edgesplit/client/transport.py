@@ -4,17 +4,22 @@ A transport has six coroutines — ``models``, ``create``, ``prefill``, ``decode
 return the edge's JSON answer as a dict or raise :class:`EdgeCallError`. The HTTP one speaks the routes of
 ``serve_deployments/ingress.py``; ``serve_deployments.handle_transport`` offers the same coroutines over Serve
 handles for clients inside the cluster. A connection that breaks is reported as ``edge_unavailable`` so the client
-treats it like a lost replica (re-open, re-prefill).
+treats it like a lost replica (re-open, re-prefill). Over HTTP the UE names each new session itself (192 random
+bits from :mod:`secrets`) and sends the id in ``x-session-id`` with every call of the session: that header is what
+Serve's proxy routes by, so the session lives on, and keeps reaching, one replica.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 
 import httpx
 
 RETRYABLE = frozenset({"capacity", "overloaded", "edge_unavailable"})
 """Error codes worth retrying after a pause (the same request may succeed later)."""
+SESSION_HEADER = "x-session-id"
+"""Header carrying the session id on every session call: Serve's proxy routes a session to its replica by it."""
 RESUMABLE = frozenset({"unknown_session", "edge_unavailable"})
 """Error codes after which the session is presumed lost: open a new one and re-prefill from the history."""
 
@@ -74,18 +79,19 @@ class HttpTransport:
         return await self._call("GET", "/v1/models")
 
     async def create(self, body: dict) -> dict:
-        return await self._call("POST", "/v1/sessions", json=body)
+        session_id = secrets.token_urlsafe(24)  # the UE names the session: Serve routes by it from the first call
+        return await self._call("POST", "/v1/sessions", json=body, headers={SESSION_HEADER: session_id})
 
     async def prefill(self, session_id: str, frame: bytes) -> dict:
         return await self._call("POST", f"/v1/sessions/{session_id}/prefill", content=frame,
-                                headers={"content-type": "application/octet-stream"})
+                                headers={"content-type": "application/octet-stream", SESSION_HEADER: session_id})
 
     async def decode(self, session_id: str, frame: bytes) -> dict:
         return await self._call("POST", f"/v1/sessions/{session_id}/decode", content=frame,
-                                headers={"content-type": "application/octet-stream"})
+                                headers={"content-type": "application/octet-stream", SESSION_HEADER: session_id})
 
     async def close(self, session_id: str) -> dict:
-        return await self._call("DELETE", f"/v1/sessions/{session_id}")
+        return await self._call("DELETE", f"/v1/sessions/{session_id}", headers={SESSION_HEADER: session_id})
 
     async def split(self, state: dict) -> dict:
         return await self._call("POST", "/v1/split", json=state)

@@ -3,6 +3,8 @@ malformed input gets 4xx, a killed replica mid-generation costs nothing but a re
 
 from __future__ import annotations
 
+import secrets
+
 import httpx
 import pytest
 import torch
@@ -69,35 +71,43 @@ def test_handle_generation_equals_unsplit(serve_url, real_model):
 
 
 def _open(url, token, k=15, **spec):
-    reply = httpx.post(f"{url}/v1/sessions", json={"k": k, "max_tokens": 64, **spec}, headers=_auth(token))
+    sid = secrets.token_urlsafe(24)
+    reply = httpx.post(f"{url}/v1/sessions", json={"k": k, "max_tokens": 64, **spec},
+                       headers={**_auth(token), "x-session-id": sid})
     assert reply.status_code == 201, reply.text
-    return reply.json()["session_id"]
+    assert reply.json()["session_id"] == sid
+    return sid
 
 
 def test_sessions_belong_to_their_token(serve_url, real_model):
     sid = _open(serve_url, TOKENS[0])
     frame = ActivationPacket.from_tensor(DeviceHead(real_model, 15)(torch.tensor([[1, 2, 3]])), session_id=sid,
                                          split_k=15, position_start=0, encoding="float32").encode()
-    headers = {"content-type": "application/octet-stream"}
+    headers = {"content-type": "application/octet-stream", "x-session-id": sid}
     stolen = httpx.post(f"{serve_url}/v1/sessions/{sid}/prefill", content=frame,
                         headers={**headers, **_auth(TOKENS[1])})
     assert stolen.status_code == 403 and stolen.json()["error"]["code"] == "forbidden"
-    assert httpx.delete(f"{serve_url}/v1/sessions/{sid}", headers=_auth(TOKENS[1])).status_code == 403
+    routed = {"x-session-id": sid}
+    assert httpx.delete(f"{serve_url}/v1/sessions/{sid}", headers={**routed, **_auth(TOKENS[1])}).status_code == 403
     mine = httpx.post(f"{serve_url}/v1/sessions/{sid}/prefill", content=frame, headers={**headers, **_auth()})
     assert mine.status_code == 200 and mine.json()["position"] == 3
-    assert httpx.delete(f"{serve_url}/v1/sessions/{sid}", headers=_auth()).json()["closed"] is True
-    assert httpx.delete(f"{serve_url}/v1/sessions/{sid}", headers=_auth()).status_code == 404
+    assert httpx.delete(f"{serve_url}/v1/sessions/{sid}", headers={**routed, **_auth()}).json()["closed"] is True
+    assert httpx.delete(f"{serve_url}/v1/sessions/{sid}", headers={**routed, **_auth()}).status_code == 404
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), [
-    ("POST", "/v1/sessions", {"json": {"k": 31}}, 400, "bad_request"),
+    ("POST", "/v1/sessions", {"json": {"k": 31}, "headers": {"x-session-id": "B" * 32}}, 400, "bad_request"),
     ("POST", "/v1/sessions", {"json": {"k": 5, "encoding": "pickle"}}, 400, "bad_request"),
     ("POST", "/v1/sessions", {"json": {"k": 5, "extra": 1}}, 400, "bad_request"),
     ("POST", "/v1/sessions", {"content": b"\x80\x04K\x01.", "headers": {"content-type": "application/json"}}, 400,
      "bad_request"),
-    ("POST", "/v1/sessions", {"json": {"k": 5, "max_tokens": 10**7}}, 413, "token_limit"),
+    ("POST", "/v1/sessions", {"json": {"k": 5, "max_tokens": 10**7}, "headers": {"x-session-id": "C" * 32}}, 413,
+     "token_limit"),
     ("POST", "/v1/sessions/not-a-session/decode", {"content": b"x"}, 404, "unknown_session"),
-    ("POST", "/v1/sessions/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/prefill", {"content": b"x"}, 404, "unknown_session"),
+    ("POST", "/v1/sessions/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/prefill",
+     {"content": b"x", "headers": {"x-session-id": "A" * 32}}, 404, "unknown_session"),
+    ("POST", "/v1/sessions/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/prefill", {"content": b"x"}, 400, "bad_request"),
+    ("POST", "/v1/sessions", {"json": {"k": 5}, "headers": {"x-session-id": "short"}}, 400, "bad_request"),
     ("POST", "/v1/split", {"json": {"snr_db_history": []}}, 400, "bad_request"),
     ("POST", "/v1/split", {"json": {"snr_db_history": [10.0], "device": "../../etc/passwd"}}, 400, "bad_request"),
     ("GET", "/v1/nothing", {}, 404, "not_found"),
@@ -118,10 +128,11 @@ def test_bad_frames_get_4xx(serve_url, real_model):
                                            encoding="float32").encode(),
               ActivationPacket.from_tensor(torch.full((1, 2, 576), 1e30), session_id=sid, split_k=15,
                                            position_start=0, encoding="float32").encode()]
+    headers = {**_auth(), "x-session-id": sid}
     for frame in frames:
-        reply = httpx.post(f"{serve_url}/v1/sessions/{sid}/prefill", content=frame, headers=_auth())
+        reply = httpx.post(f"{serve_url}/v1/sessions/{sid}/prefill", content=frame, headers=headers)
         assert 400 <= reply.status_code < 500, (frame[:40], reply.text)
-    assert httpx.post(f"{serve_url}/v1/sessions/{sid}/prefill", content=good, headers=_auth()).status_code == 200
+    assert httpx.post(f"{serve_url}/v1/sessions/{sid}/prefill", content=good, headers=headers).status_code == 200
 
 
 def _replica_actor(replica_id):

@@ -33,7 +33,7 @@ def test_packaged_config_is_valid_and_loopback():
 
     EdgeAppArgs.model_validate(app.args)  # the YAML's args are what the builder accepts
     names = {d["name"] for d in raw["applications"][0]["deployments"]}
-    assert names == {"EdgeTailDeployment", "SplitControllerDeployment", "EdgeIngress"}
+    assert names == {"EdgeTailDeployment", "SplitControllerDeployment"}
 
 
 def test_bad_config_and_unreachable_edge_exit_2(tmp_path):
