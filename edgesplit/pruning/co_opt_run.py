@@ -3,15 +3,17 @@ measuring the chosen design, and the printed summaries.
 
 Quality table. ``--table`` names a pruning sweep's ``cells.parquet`` (:mod:`edgesplit.pruning.sweep`). Without it
 the command uses a **cached** sweep at ``$EDGESPLIT_CACHE/co_opt/<model>-<method>-<side>/cells.parquet`` and, when
-that does not exist yet, **measures a small one on the fly** there (the chosen method and side at six splits and
-ratios 0.1, 0.3, 0.5, 0.7, 0.9, 512 scored tokens of the default corpus; minutes on a CPU; the sweep resumes if
-interrupted).
+that does not exist yet, **measures a small one on the fly** there (the chosen method and side at four splits and
+ratios 0.2, 0.4, 0.6, 0.8 — 16 cells, 512 scored tokens of the default corpus; from a few minutes on a quiet CPU to
+tens of minutes on a busy one; the sweep resumes if interrupted, and the command says which table it used).
 
 Measured quality. The chosen design is really built: :func:`edgesplit.pruning.prune.prune` with the chosen method,
-ratio, split and side (calibrated on tokens after the evaluation range), then
-:func:`edgesplit.quality.evaluate_split` at the chosen k on held-out text, with the wire width applied to what
-crosses the link (16 bits: float16 cast; 2..8 bits: per-token absmax quantisation). The dense model is evaluated on
-the same tokens, so the measured log(ppl / ppl_dense) is directly comparable with the prediction.
+ratio, split and side, then :func:`edgesplit.quality.evaluate_split` at the chosen k with the wire width applied to
+what crosses the link (16 bits: float16 cast; 2..8 bits: per-token absmax quantisation). The text is the table's
+own corpus when its sweep's ``config.json`` sits next to it (else ``--corpus``): calibration windows come from the
+sweep's calibration range and the scored tokens are **held out** from both the calibration and the tokens the curves
+were fitted on (they follow them). The dense model is scored on the same tokens, so the measured
+log(ppl / ppl_dense) is directly comparable with the prediction.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pandas as pd
 from edgesplit.pruning.co_opt import CoOptProblem, CoOptResult
 from edgesplit.pruning.curves import CurveObjective
 
-SMALL_TABLE_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
+SMALL_TABLE_RATIOS = (0.2, 0.4, 0.6, 0.8)
 """Ratios of the table measured on the fly."""
 
 
@@ -75,8 +77,8 @@ def cached_table_dir(model: str, method: str, side: str) -> Path:
 def _small_sweep(model: str, method: str, side: str, num_layers: int, out: Path, progress: bool) -> pd.DataFrame:
     from edgesplit.pruning.sweep import PruneSweepConfig, load_sweep_inputs, run_sweep
 
-    step = max(1, num_layers // 6)
-    ks = tuple(sorted({min(num_layers, step * i) for i in range(1, 7)} - ({num_layers} if side == "server" else set())))
+    quarters = {max(1, round(num_layers * i / 4)) for i in range(1, 5)}
+    ks = tuple(sorted(quarters - ({num_layers} if side == "server" else set())) or (max(0, num_layers - 1),))
     config = PruneSweepConfig(out=out, model=model, methods=(method,), ratios=SMALL_TABLE_RATIOS, ks=ks,
                               sides=(side,), eval_tokens=512, context=256, calib_tokens=2048, calib_windows=8,
                               calib_length=128, wall_tokens=0)
@@ -84,19 +86,53 @@ def _small_sweep(model: str, method: str, side: str, num_layers: int, out: Path,
 
 
 def resolve_table(table: Path | None, model: str, method: str, side: str, num_layers: int,
-                  progress: bool = True) -> tuple[pd.DataFrame, str]:
-    """(table, where it came from) as described in the module docstring; ValueError when unusable."""
+                  progress: bool = True) -> tuple[pd.DataFrame, str, Path]:
+    """(table, where it came from, its file) as described in the module docstring; ValueError when unusable."""
     if table is not None:
         if not Path(table).is_file():
             raise ValueError(f"--table {table}: no such file (a pruning sweep's cells.parquet)")
         try:
-            return pd.read_parquet(table), f"file {table}"
+            return pd.read_parquet(table), f"file {table}", Path(table)
         except Exception as err:  # pyarrow raises several types for a file that is not parquet
             raise ValueError(f"--table {table} is not a readable parquet file: {err}") from None
     out = cached_table_dir(model, method, side)
-    if (out / "cells.parquet").is_file():
-        return pd.read_parquet(out / "cells.parquet"), f"cached table {out / 'cells.parquet'}"
-    return _small_sweep(model, method, side, num_layers, out, progress), f"measured now, cached at {out}"
+    path = out / "cells.parquet"
+    if path.is_file():
+        return pd.read_parquet(path), f"cached table {path}", path
+    try:
+        frame = _small_sweep(model, method, side, num_layers, out, progress)
+    except ImportError as err:
+        raise ValueError(f"no --table given and a {method} table cannot be measured here ({err}); pass --table") \
+            from None
+    return frame, f"measured now, cached at {out}", path
+
+
+@dataclass(frozen=True)
+class TextPlan:
+    """Which tokens calibrate the pruning and which are scored."""
+
+    corpus: str
+    """Corpus spec for :func:`edgesplit.quality.load_corpus`."""
+    calib_range: tuple[int, int]
+    """Token range the calibration windows are drawn from."""
+    eval_range: tuple[int, int]
+    """Token range scored (after everything the table used)."""
+    context: int
+    """Evaluation window."""
+
+
+def text_plan(table_path: Path | None, corpus: str | None, eval_tokens: int, context: int | None) -> TextPlan:
+    """The table sweep's corpus and ranges when its config.json is next to it, else ``corpus`` from token 0."""
+    import json
+
+    config_file = None if table_path is None else Path(table_path).parent / "config.json"
+    sweep = json.loads(config_file.read_text()).get("config", {}) if config_file and config_file.is_file() else {}
+    if corpus is None and sweep.get("corpus"):
+        calib = (int(sweep["eval_tokens"]), int(sweep["eval_tokens"]) + int(sweep["calib_tokens"]))
+        return TextPlan(corpus=str(sweep["corpus"]), calib_range=calib,
+                        eval_range=(calib[1], calib[1] + eval_tokens), context=context or int(sweep["context"]))
+    return TextPlan(corpus=corpus or "default", calib_range=(0, 2048), eval_range=(2048, 2048 + eval_tokens),
+                    context=context or 256)
 
 
 @dataclass(frozen=True)
@@ -131,8 +167,8 @@ def wire_link(bits: int):
     return lambda x: dequantize_absmax(*quantize_absmax(x, bits)).to(x.dtype)
 
 
-def measure_design(model: str, problem: CoOptProblem, k: int, rho: float, bits: int, *, corpus: str,
-                   eval_tokens: int, context: int) -> MeasuredQuality:
+def measure_design(model: str, problem: CoOptProblem, k: int, rho: float, bits: int, text: TextPlan
+                   ) -> MeasuredQuality:
     """Build the chosen pruned split model and evaluate it (module docstring)."""
     from edgesplit.models import load_model
     from edgesplit.pruning.calibration import calibration_windows
@@ -140,22 +176,23 @@ def measure_design(model: str, problem: CoOptProblem, k: int, rho: float, bits: 
     from edgesplit.pruning.spec import PruneConfig
     from edgesplit.quality import evaluate_split, load_corpus, tokenize_corpus
 
-    text = load_corpus(corpus)
+    corpus = load_corpus(text.corpus)
     dense = load_model(model)
     if dense.tokenizer is None:
         raise ValueError(f"model {model!r} has no tokenizer; --measure needs one (or pass --no-measure)")
-    ids = tokenize_corpus(text, dense.tokenizer, eval_tokens + 2048)
-    eval_ids, calib_ids = ids[:eval_tokens], ids[eval_tokens:]
+    ids = tokenize_corpus(corpus, dense.tokenizer, text.eval_range[1])
+    eval_ids, calib_ids = ids[slice(*text.eval_range)], ids[slice(*text.calib_range)]
     link = wire_link(bits) if 0 < k < dense.num_layers else None
     config = PruneConfig(method=problem.method, ratio=round(float(rho), 6), k=k, side=problem.side)
     pruned, achieved = dense, 0.0
     if rho > 0 and len(config.layers(dense.num_layers)):
-        result = prune(dense, config, calibration_windows(calib_ids, 8, 128, seed=0))
+        result = prune(dense, config, calibration_windows(calib_ids, 8, min(128, calib_ids.numel()), seed=0))
         pruned, achieved = result.model, result.achieved_ratio
-    measured = evaluate_split(pruned, eval_ids, k, link, context=context)
-    reference = evaluate_split(dense, eval_ids, k, link, context=context) if pruned is not dense else measured
+    measured = evaluate_split(pruned, eval_ids, k, link, context=text.context)
+    reference = evaluate_split(dense, eval_ids, k, link, context=text.context) if pruned is not dense else measured
     return MeasuredQuality(ppl=measured.perplexity, ppl_dense=reference.perplexity,
-                           scored_tokens=measured.scored_tokens, achieved_ratio=achieved, corpus=text.name)
+                           scored_tokens=measured.scored_tokens, achieved_ratio=achieved,
+                           corpus=f"{corpus.name} tokens {text.eval_range[0]}..{text.eval_range[1]}")
 
 
 def describe(result: CoOptResult, objective: CurveObjective, problem: CoOptProblem) -> list[str]:
@@ -206,9 +243,8 @@ def design_record(result: CoOptResult, problem: CoOptProblem, measured: Measured
     return record
 
 
-def run_single(problem: CoOptProblem, objective: CurveObjective, bound, *, model: str, measure: bool, corpus: str,
-               eval_tokens: int, context: int, out: Path | None, source: str, fixed_ratio: float,
-               echo) -> int:
+def run_single(problem: CoOptProblem, objective: CurveObjective, bound, *, model: str, text: TextPlan | None,
+               out: Path | None, source: str, fixed_ratio: float, echo) -> int:
     """Solve, print the design, the baselines and (optionally) the measured quality; 1 when infeasible."""
     import json
 
@@ -227,15 +263,14 @@ def run_single(problem: CoOptProblem, objective: CurveObjective, bound, *, model
     for line in baseline_lines(results, objective.ppl_dense):
         echo(line)
     measured = None
-    if measure:
+    if text is not None:
         d = joint.design
         try:
-            measured = measure_design(model, problem, d.k, d.rho, d.bits, corpus=corpus, eval_tokens=eval_tokens,
-                                      context=context)
+            measured = measure_design(model, problem, d.k, d.rho, d.bits, text)
         except ImportError as err:
             raise ValueError(f"--measure cannot build {problem.method} pruning here ({err}); pass --no-measure") \
                 from None
-        echo(f"measured on {measured.scored_tokens} held-out tokens of {measured.corpus}: ppl {measured.ppl:.3f} "
+        echo(f"measured ({measured.scored_tokens} held-out targets, {measured.corpus}): ppl {measured.ppl:.3f} "
              f"(dense {measured.ppl_dense:.3f}), log(ppl/ppl_dense) {measured.loss:.4f} vs predicted {d.loss:.4f}; "
              f"achieved ratio {measured.achieved_ratio:.4f}")
     if out is not None:

@@ -55,9 +55,9 @@ def co_opt_command(
     energy_grid_mj: str = typer.Option(ENERGY_GRID_MJ, help="Energy budgets of --sweep (mJ)."),
     out: Path | None = typer.Option(None, help="Output directory (design.json; sweep tables and plots)."),
     measure: bool = typer.Option(True, help="Build the chosen pruned split model and measure its perplexity."),
-    corpus: str = typer.Option("default", help="Held-out text for --measure: default, wikitext2 or a file."),
-    eval_tokens: int = typer.Option(512, help="Tokens scored by --measure."),
-    context: int = typer.Option(256, help="Evaluation window of --measure."),
+    corpus: str | None = typer.Option(None, help="Text for --measure (default: the table's corpus, else default)."),
+    eval_tokens: int = typer.Option(512, help="Held-out tokens scored by --measure."),
+    context: int | None = typer.Option(None, help="Evaluation window of --measure (default: the table's, or 256)."),
     progress: bool = typer.Option(True, help="Progress bars while a table is measured."),
 ) -> None:
     """Jointly choose split, pruning ratio, transmit power and CPU clock under latency and energy budgets."""
@@ -73,9 +73,11 @@ def co_opt_command(
         require_writable_dir(out)
     positive = ("positive values", lambda v: v > 0)
     try:
-        for name, value in (("--latency-ms", latency_ms), ("--energy-mj", energy_mj), ("--tokens", tokens)):
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value:g}")
+        minimums = (("--latency-ms", latency_ms, 0), ("--energy-mj", energy_mj, 0), ("--tokens", tokens, 0),
+                    ("--eval-tokens", eval_tokens, 1), ("--context", 2 if context is None else context, 1))
+        for name, value, least in minimums:
+            if not value > least:
+                raise ValueError(f"{name} must be > {least}, got {value:g}")
         presets = {"device": get_device(device), "edge": get_edge(edge), "link": get_link(link)}
         choices, penalty = run.parse_bits(bits)
         grids = (parse_float_grid(latency_grid_ms, "--latency-grid-ms", positive[1], positive[0]),
@@ -89,7 +91,8 @@ def co_opt_command(
             min_device_layers=min_device_layers, rho_step=rho_step, sparse_kernel=sparse_kernel, **presets,
             **{name: value for name, value in options.items() if value is not None})
         bound = BoundObjective.from_profile(profile, side, form=bound_form)
-        frame, source = run.resolve_table(table, model, method, side, profile.num_layers, progress)
+        frame, source, table_path = run.resolve_table(table, model, method, side, profile.num_layers, progress)
+        text = run.text_plan(table_path, corpus, eval_tokens, context) if measure else None
         objective = QualityCurves.fit(frame, profile.num_layers, source=source).objective(method, side)
     except ValueError as err:
         fail(str(err))
@@ -99,8 +102,7 @@ def co_opt_command(
                              echo=typer.echo)
         return
     try:
-        code = run.run_single(problem, objective, bound, model=model, measure=measure, corpus=corpus,
-                              eval_tokens=eval_tokens, context=context, out=out, source=source,
+        code = run.run_single(problem, objective, bound, model=model, text=text, out=out, source=source,
                               fixed_ratio=fixed_ratio, echo=typer.echo)
     except ValueError as err:
         fail(str(err))

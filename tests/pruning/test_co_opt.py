@@ -306,3 +306,19 @@ def test_cli_prints_the_design_and_reports_infeasible_budgets(cli, tmp_path):
     assert "chosen: k=" in result.output and "on-device" in result.output and (tmp_path / "design.json").is_file()
     infeasible = _run(cli, "--latency-ms", "0.001", "--min-device-layers", "2")
     assert infeasible.exit_code == 1 and "binding: latency" in infeasible.output
+
+
+def test_measurement_text_is_held_out_from_the_table_sweep(tmp_path):
+    import json
+
+    from edgesplit.pruning.co_opt_run import parse_bits, text_plan
+
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"corpus": "wiki.raw", "eval_tokens": 1024,
+                                                                 "calib_tokens": 4096, "context": 512}}))
+    plan = text_plan(tmp_path / "cells.parquet", None, 256, None)
+    assert (plan.corpus, plan.calib_range, plan.eval_range, plan.context) == ("wiki.raw", (1024, 5120),
+                                                                              (5120, 5376), 512)
+    assert text_plan(None, None, 256, None).corpus == "default"
+    assert parse_bits("8=0.02,16") == ((8, 16), {16: 0.0, 32: 0.0, 8: 0.02})
+    with pytest.raises(ValueError, match="not a width"):
+        parse_bits("sixteen")
