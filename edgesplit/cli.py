@@ -95,12 +95,16 @@ def _register_package_commands() -> None:
     """
     from edgesplit.client.command import client_command
     from edgesplit.profile.command import profile_command
+    from edgesplit.pruning.command import co_opt_command
+    from edgesplit.pruning.prune_command import prune_command
     from rllib_env.command import evaluate_policy_command, mbrl_command, train_policy_command
     from rllib_env.export_command import export_policy_command
     from serve_deployments.command import serve_command, serve_demo_command
     from surrogate.command import fit_surrogate_command, sensitivity_command, tune_surrogate_command
 
     app.command("profile")(profile_command)
+    app.command("prune")(prune_command)
+    app.command("co-opt")(co_opt_command)
     app.command("tune-surrogate")(tune_surrogate_command)
     app.command("fit-surrogate")(fit_surrogate_command)
     app.command("sensitivity")(sensitivity_command)
