@@ -79,6 +79,22 @@ def model_curve(curves: pd.DataFrame, fits: pd.DataFrame, bits: float) -> pd.Dat
     return frame
 
 
+def magnitude_crosscheck(cells: pd.DataFrame, curves: pd.DataFrame, num_layers: int) -> float:
+    """Largest relative gap between the sweep's magnitude cells and this script's per-matrix curve, same layers."""
+    from edgesplit.pruning.spec import PruneConfig
+
+    gaps = []
+    rows = cells[(cells["method"] == "magnitude") & cells["pattern"].isna() & (cells["param_dist_sq"] > 0)]
+    for _, row in rows.iterrows():
+        layers = PruneConfig("magnitude", row["ratio"], int(row["k"]), row["side"]).layers(num_layers)
+        part = curves[curves["layer"].isin(list(layers)) & np.isclose(curves["ratio"], row["ratio"])]
+        if part.empty:
+            continue
+        predicted = float((part["measured"] * part["weight_sq"]).sum() / part["weight_sq"].sum())
+        gaps.append(abs(predicted / row["param_dist_rel"] - 1))
+    return max(gaps) if gaps else float("nan")
+
+
 def bound_table(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """c per output (overall and per method) and the per-row tightness."""
     rows, tight = [], []
@@ -104,7 +120,7 @@ def plot_histograms(model, fits: pd.DataFrame, path: Path) -> None:
     for ax, (_, fit) in zip(fig.subplots(1, 4), picks.iterrows(), strict=True):
         w = weights[(fit["layer"], fit["module"])]
         edges = np.linspace(*np.quantile(w, [0.0005, 0.9995]), 161)
-        ax.hist(w, bins=edges, density=True, color="lightgray", label="weights")
+        density, _, _ = ax.hist(w, bins=edges, density=True, color="lightgray", label="weights")
         x = 0.5 * (edges[1:] + edges[:-1])
         alpha = (fit["gennorm_beta"] * np.mean(np.abs(w - fit["laplace_loc"]) ** fit["gennorm_beta"])) ** (
             1 / fit["gennorm_beta"])
@@ -114,6 +130,7 @@ def plot_histograms(model, fits: pd.DataFrame, path: Path) -> None:
                             stats.gennorm.pdf(x, fit["gennorm_beta"], fit["laplace_loc"], alpha))):
             ax.plot(x, pdf, lw=1, label=label)
         ax.set_yscale("log")
+        ax.set_ylim(bottom=density[density > 0].min() / 3)
         ax.set_title(f"layer {fit['layer']} {fit['module']}", fontsize=8)
         ax.legend(fontsize=6)
     fig.suptitle("weight histograms (log density) with maximum-likelihood fits", fontsize=9)
@@ -151,7 +168,7 @@ def plot_distortion(curve: pd.DataFrame, cells: pd.DataFrame | None, bits: float
     ax.plot(curve["ratio"], curve["laplace"], "--", label="closed form, Laplacian(b̂) per matrix")
     ax.plot(curve["ratio"], curve["gauss"], ":", label="closed form, Gaussian(σ̂) per matrix")
     for mapping, style in (("memory", "-"), ("values", "-.")):
-        ax.plot(curve["ratio"], curve[f"gauss_rd_{mapping}"], style, color="tab:red", lw=1,
+        ax.plot(curve["ratio"], curve[f"gauss_rd_{mapping}"], style, color="tab:red", lw=3, alpha=0.4,
                 label=f"Gaussian RD σ²2^(-2R), R = {mapping} rate (B={bits:g})")
         ax.plot(curve["ratio"], curve[f"empirical_slb_{mapping}"], style, color="tab:purple", lw=1,
                 label=f"Shannon lower bound (weights' entropy), {mapping} rate")
@@ -195,7 +212,19 @@ def plot_tightness(tight: pd.DataFrame, path: Path) -> None:
 
 
 # ---- main --------------------------------------------------------------------------------------------------------
-def summarize(fits: pd.DataFrame, curve: pd.DataFrame, bounds: pd.DataFrame | None) -> dict:
+def _extremes(tight: pd.DataFrame) -> dict:
+    """Per output: the cell where the bound is tight and the loosest one."""
+    label = "{method} {pattern} {side} k={k} ratio={ratio:g}"
+    out = {}
+    for output, rows in tight.groupby("output"):
+        best, worst = rows.loc[rows["tightness"].idxmax()], rows.loc[rows["tightness"].idxmin()]
+        out[output] = {"tight_at": label.format(**best.to_dict()),
+                       "loosest_at": label.format(**worst.to_dict()), "loosest_tightness": worst["tightness"]}
+    return out
+
+
+def summarize(fits: pd.DataFrame, curve: pd.DataFrame, bounds: pd.DataFrame | None,
+              tight: pd.DataFrame | None = None) -> dict:
     at = curve.set_index("ratio")
     half = at.loc[0.5]
     out = {
@@ -215,6 +244,9 @@ def summarize(fits: pd.DataFrame, curve: pd.DataFrame, bounds: pd.DataFrame | No
     if bounds is not None:
         out["c"] = bounds[bounds["method"] == "all"].set_index("output")[
             ["c", "rows", "slack_decades_median", "slack_decades_max", "loglog_slope"]].to_dict("index")
+        out["c_by_method"] = bounds.pivot(index="method", columns="output", values="c").to_dict()
+    if tight is not None and len(tight):
+        out["tightness_extremes"] = _extremes(tight.assign(pattern=tight["pattern"].fillna("none")))
     return out
 
 
@@ -262,12 +294,14 @@ def main() -> None:
     if bounds is not None and len(tight):
         bounds.to_parquet(args.out / "bounds.parquet", index=False)
         plot_tightness(tight, args.out / "bound_tightness.png")
-    summary = summarize(fits, curve, bounds)
+    summary = summarize(fits, curve, bounds, tight)
+    if cells is not None:
+        summary["sweep_magnitude_vs_per_matrix_max_rel_gap"] = magnitude_crosscheck(cells, curves, model.num_layers)
     summary.update(model=model.name, bits_per_kept_weight=args.bits, sweep=str(args.sweep), seed=args.seed)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(json.dumps(summary, indent=2, default=float))
     if bounds is not None:
-        print(bounds.round(4).to_string(index=False))
+        print(bounds.drop(columns="param").to_string(index=False, float_format="%.4g"))
 
 
 if __name__ == "__main__":

@@ -159,15 +159,25 @@ class _Accumulator:
     """Sums over scored positions, pooled exactly across batches."""
 
     hidden_sq: float = 0.0
+    """Sum of squared hidden-state changes."""
     hidden_ref_sq: float = 0.0
+    """Sum of squared dense hidden states."""
     hidden_elems: int = 0
+    """Hidden-state elements compared."""
     logits_sq: float = 0.0
+    """Sum of squared logit changes."""
     logits_elems: int = 0
+    """Logits compared."""
     kl: float = 0.0
+    """Sum over positions of KL(dense ‖ pruned), nats."""
     nll: float = 0.0
+    """Sum of the pruned model's NLLs, nats."""
     dense_nll: float = 0.0
+    """Sum of the dense model's NLLs, nats."""
     agree: int = 0
+    """Positions whose argmax agree."""
     count: int = 0
+    """Positions compared."""
 
     def add(self, dense_h: torch.Tensor, pruned_h: torch.Tensor, dense_logits: torch.Tensor,
             pruned_logits: torch.Tensor, targets: torch.Tensor, dense_logp: torch.Tensor | None = None) -> None:
@@ -258,12 +268,20 @@ def output_distortion(dense: LoadedModel, pruned: LoadedModel | PruneResult, tok
 
 @dataclass
 class _DenseBatch:
+    """The dense model's outputs on one batch of windows."""
+
     windows: list[Window]
+    """The windows of the batch."""
     ids: torch.Tensor
+    """``[batch, tokens]`` input ids."""
     states: dict[int, torch.Tensor]
+    """Full ``[batch, tokens, hidden]`` state entering each layer of the reference's splits."""
     logits: torch.Tensor
+    """``[positions, vocab]`` logits at the scored positions (float32)."""
     logp: torch.Tensor
+    """Their log-softmax."""
     targets: torch.Tensor
+    """``[positions]`` target ids."""
 
 
 class DenseReference:

@@ -14,13 +14,14 @@ into ``config.json``.
 ``k = L``) is the dense model: recorded with zero distortion, nothing pruned. The dense model runs once
 (:class:`~edgesplit.pruning.distortion.DenseReference`); each pruned model runs once, from the first pruned layer.
 
-**Cost columns.** ``device_*`` / ``server_*`` are the FLOPs of one causal prefill of ``context`` tokens and the
-parameter bytes (at ``bytes_per_param``) of each side, from :class:`~edgesplit.cost.ModelProfile` minus what the
-pruning removed: every removed weight saves its 2 FLOPs per token, and attention over the context shrinks with the
-query width a structured pruning leaves. For unstructured methods these savings are **nominal** (``nominal`` is
-true): dense kernels still do the work; only a sparse kernel / format would realise them. For ``structured`` the
-matrices are really smaller, and the wall time of the pruned layers is measured against the dense ones side by
-side (``wall_*`` columns; NaN for unstructured cells).
+**Cost columns.** ``device_*`` / ``server_*`` are, per side, the FLOPs of one causal prefill of ``context`` tokens,
+the parameter bytes and the KV-cache bytes of that prefill (both at ``bytes_per_param``), with ``dense_*``
+beside them. For unstructured methods the savings are **nominal** (``nominal`` is true): every zeroed weight is
+counted as saving its 2 FLOPs per token and its bytes, which only a sparse kernel / format would realise (dense
+kernels still do the work; the KV cache is unchanged). For ``structured`` the matrices are really smaller: the
+figures come from the pruned modules' shapes (:func:`~edgesplit.pruning.structured_shapes.pruned_profile`, so
+attention over the context and the KV cache shrink with the heads removed), and the wall time of the pruned layers
+is measured against the dense ones side by side (``wall_*`` columns; NaN for unstructured cells).
 
 Outputs in ``out``: ``cells.parquet`` (one row per cell, written atomically after each), ``layers.parquet`` (the
 per-matrix records of every cell), ``config.json`` (config, identity, text ranges, seeds, versions) and the plots of
@@ -201,36 +202,42 @@ def load_sweep_inputs(config: PruneSweepConfig) -> SweepInputs:
 
 
 # ---- cost columns --------------------------------------------------------------------------------------------------
-def _attention_fraction(dense_layer, pruned_layer) -> float:
-    """Query width kept: out features of the layer's first projection (q, or fused qkv) pruned / dense."""
-    from edgesplit.pruning.linear import prunable_linears
+def side_costs(dense, pruned, records, k: int, tokens: int, bytes_per_param: float,
+               structured: bool = False) -> dict[str, float]:
+    """FLOPs of a ``tokens``-token prefill, parameter and KV-cache bytes per side, dense and pruned.
 
-    return prunable_linears(pruned_layer)[0].shape[0] / prunable_linears(dense_layer)[0].shape[0]
-
-
-def side_costs(dense, pruned, records, k: int, tokens: int, bytes_per_param: float) -> dict[str, float]:
-    """FLOPs of a ``tokens``-token prefill and parameter bytes per side, dense and pruned (see the module doc)."""
+    Structured: from the pruned modules' shapes (:func:`~edgesplit.pruning.structured_shapes.pruned_profile`).
+    Unstructured (nominal): the dense figures minus 2 FLOPs per token and ``bytes_per_param`` per removed weight.
+    """
     from edgesplit.cost import ModelProfile
 
     profile = ModelProfile.from_config(dense.model.config)
+    after = profile
+    if structured:
+        from edgesplit.pruning.structured_shapes import pruned_profile
+
+        after = pruned_profile(pruned)
     removed: dict[int, int] = {}
     for r in records:
-        removed[r.layer] = removed.get(r.layer, 0) + r.removed
-    saved_flops = {}
-    for index, count in removed.items():
-        layer = profile.layers[index]
-        attention = layer.attn_flops_per_position * layer.causal_attended_sum(tokens)
-        kept = _attention_fraction(dense.adapter.layers[index], pruned.adapter.layers[index])
-        saved_flops[index] = 2 * count * tokens + attention * (1 - kept)
+        removed[r.layer] = removed.get(r.layer, 0) + (0 if structured else r.removed)
     row = {}
-    for side, layers, flops, params in (
-            ("device", range(0, k), profile.device_flops(k, tokens), profile.device_params(k)),
-            ("server", range(k, profile.num_layers), profile.edge_flops(k, tokens), profile.edge_params(k))):
-        row[f"dense_{side}_flops"] = float(flops)
-        row[f"{side}_flops"] = float(flops - sum(saved_flops.get(i, 0) for i in layers))
-        row[f"dense_{side}_param_bytes"] = params * bytes_per_param
-        row[f"{side}_param_bytes"] = (params - sum(removed.get(i, 0) for i in layers)) * bytes_per_param
+    for side, lo, hi in (("device", 0, k), ("server", k, profile.num_layers)):
+        gone = sum(removed.get(i, 0) for i in range(lo, hi))
+        (dense_flops, dense_params), (flops, params) = (_side(p, side, k, tokens) for p in (profile, after))
+        row[f"dense_{side}_flops"] = float(dense_flops)
+        row[f"{side}_flops"] = float(flops - 2 * gone * tokens)
+        row[f"dense_{side}_param_bytes"] = dense_params * bytes_per_param
+        row[f"{side}_param_bytes"] = (params - gone) * bytes_per_param
+        row[f"dense_{side}_kv_bytes"] = profile.kv_cache_bytes(lo, hi, tokens, bytes_per_param)
+        row[f"{side}_kv_bytes"] = after.kv_cache_bytes(lo, hi, tokens, bytes_per_param)
     return row
+
+
+def _side(profile, side: str, k: int, tokens: int) -> tuple[int, int]:
+    """(prefill FLOPs, parameters) of one side of split ``k``."""
+    if side == "device":
+        return profile.device_flops(k, tokens), profile.device_params(k)
+    return profile.edge_flops(k, tokens), profile.edge_params(k)
 
 
 @torch.inference_mode()
@@ -280,7 +287,8 @@ def evaluate_cell(config: PruneConfig, inputs: SweepInputs, reference: DenseRefe
         "hidden_mse": measured.hidden_mse, "hidden_rel": measured.hidden_rel, "logits_mse": measured.logits_mse,
         "top1": measured.top1_agreement, "scored_tokens": measured.scored_tokens,
         "nominal": config.method in UNSTRUCTURED_METHODS, "flops_tokens": sweep.context,
-        **side_costs(dense, pruned, records, config.k, sweep.context, sweep.bytes_per_param),
+        **side_costs(dense, pruned, records, config.k, sweep.context, sweep.bytes_per_param,
+                     structured=config.method not in UNSTRUCTURED_METHODS),
         "wall_dense_s": wall_dense, "wall_pruned_s": wall_pruned,
         "calibration_s": calib_s, "prune_s": prune_s, "cell_s": time.perf_counter() - started,
     }

@@ -108,10 +108,13 @@ def test_one_configuration_prints_records_and_distortions_and_resumes(tiny_dir, 
     row = cells.iloc[0]
     assert row["achieved_ratio"] == pytest.approx(0.5, abs=1e-3) and row["nominal"] and pd.isna(row["pattern"])
     assert row["param_dist_sq"] > 0 and row["hidden_mse"] > 0 and row["device_flops"] < row["dense_device_flops"]
-    assert row["server_flops"] == row["dense_server_flops"]
+    assert row["server_flops"] == row["dense_server_flops"] and row["device_kv_bytes"] == row["dense_device_kv_bytes"]
     layers = pd.read_parquet(out / "layers.parquet")
     assert sorted(layers["layer"].unique()) == [0, 1] and len(layers) == 14
     assert layers["param_dist_sq"].sum() == pytest.approx(row["param_dist_sq"])
+    # nominal savings: 2 FLOPs per token and 2 bytes per removed weight, over a 32-token prefill
+    assert row["dense_device_flops"] - row["device_flops"] == 2 * layers["removed"].sum() * 32
+    assert row["dense_device_param_bytes"] - row["device_param_bytes"] == 2.0 * layers["removed"].sum()
     config = json.loads((out / "config.json").read_text())
     assert config["eval_range"] == [0, 64] and config["calib_range"] == [64, 192]
     assert (out / "ppl_vs_ratio.png").is_file() and (out / "output_vs_param.png").is_file()
@@ -127,17 +130,23 @@ def test_one_configuration_prints_records_and_distortions_and_resumes(tiny_dir, 
 
 def test_sweep_writes_every_cell_and_the_dense_corners(tiny_dir, tmp_path):
     out = tmp_path / "sweep"
-    args = ["--sweep", "--methods", "magnitude", "--patterns", "none,2:4", "--ratios", "0.25,0.5", "--ks", "0,2",
-            "--sides", "device,server"]
+    args = ["--sweep", "--methods", "magnitude,structured", "--patterns", "none,2:4", "--ratios", "0.25,0.5", "--ks",
+            "0,2", "--sides", "device,server"]
     result = _invoke(tiny_dir, out, *args)
     assert result.exit_code == 0, result.output
     cells = pd.read_parquet(out / "cells.parquet")
-    assert len(cells) == 12 and "logits_mse <= c * ||dW||^2" in result.stdout
+    assert len(cells) == 12 + 8 and "logits_mse <= c * ||dW||^2" in result.stdout  # no 2:4 for structured
     dense = cells[(cells["side"] == "device") & (cells["k"] == 0)]
-    assert len(dense) == 3 and (dense["param_dist_sq"] == 0).all() and (dense["kl"] == 0).all()
+    assert len(dense) == 5 and (dense["param_dist_sq"] == 0).all() and (dense["kl"] == 0).all()
     assert (dense["ppl"] == dense["ppl_dense"]).all()
     pruned = cells[cells["param_dist_sq"] > 0]
-    assert len(pruned) == 9 and (pruned["kl"] > 0).all()
+    assert len(pruned) == 15 and (pruned["kl"] > 0).all()
     assert (cells[cells["side"] == "server"]["hidden_mse"] == 0).all()
+    structured = pruned[pruned["method"] == "structured"]
+    assert not structured["nominal"].any() and structured["wall_pruned_s"].notna().all()
+    device = structured[structured["side"] == "device"]
+    assert (device["device_flops"] < device["dense_device_flops"]).all()
+    assert (device["device_param_bytes"] < device["dense_device_param_bytes"]).all()
+    assert pruned[pruned["method"] == "magnitude"]["wall_pruned_s"].isna().all()
     rerun = _invoke(tiny_dir, out, *args)
-    assert rerun.exit_code == 0 and "0 cells computed, 12 already" in rerun.stdout
+    assert rerun.exit_code == 0 and "0 cells computed, 20 already" in rerun.stdout
