@@ -96,6 +96,10 @@ def policy_files(kind: str, path: Path) -> list[Path]:
     """The files a policy of ``kind`` reads from ``path`` (what its version hashes); ValueError when one is missing."""
     names = {"rllib": ("policy.json", "policy.safetensors"), "surrogate_greedy": ("surrogate.json",
                                                                                    "weights.safetensors")}
+    if kind == "co_opt":
+        from serve_deployments.co_opt_policy import co_opt_files
+
+        return co_opt_files(path)
     if kind == "rule":
         files = [path] if path.is_file() else sorted(path.rglob("cells.parquet"))
         if not files:
@@ -120,8 +124,9 @@ class PolicySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["rllib", "surrogate_greedy", "rule"]
-    """An exported RLlib policy, the surrogate's greedy choice, or the rule (table or built-in)."""
+    kind: Literal["rllib", "surrogate_greedy", "rule", "co_opt"]
+    """An exported RLlib policy, the surrogate's greedy choice, the rule (table or built-in), or the joint optimiser
+    (a pruning sweep table, its variants in ``co_opt.json`` beside it: :mod:`serve_deployments.co_opt_policy`)."""
     path: str | None = None
     """Server-side path: an export directory (rllib), a surrogate checkpoint (surrogate_greedy), or a profile
     ``cells.parquet`` / run directory (rule; None: the built-in rule). Must exist; resolved to an absolute path."""
@@ -387,6 +392,10 @@ def load_policy(spec: PolicySpec) -> ServingPolicy:
     if spec.kind == "surrogate_greedy":
         return SurrogateGreedyPolicy(spec.path, model, spec.reward, spec.channel, spec.bits, spec.modulation,
                                      spec.version)
+    if spec.kind == "co_opt":
+        from serve_deployments.co_opt_policy import CoOptPolicy
+
+        return CoOptPolicy.from_path(spec.path, model, spec.reward, spec.version)
     table = read_profile_table(spec.path) if spec.path is not None else None
     return RuleTablePolicy(light_profile(model), reward_preset(spec.reward or "paper"), table, spec.channel,
                            spec.modulation, spec.version)

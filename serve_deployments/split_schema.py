@@ -24,8 +24,9 @@ DEFAULT_DEVICE: str = next(f.default for f in fields(RewardConfig) if f.name == 
 """The UE preset a state names when it names none (the cost model's default, ``phone-soc``)."""
 ENCODING_WIDTHS = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8, "int4": 4, "token_ids": None}
 """ActivationPacket encodings (:data:`edgesplit.packet.ENCODINGS`) and their bits per element."""
-POLICY_KINDS = ("rllib", "surrogate_greedy", "rule")
-"""What can decide: an exported RLlib policy, the surrogate's greedy choice, or the rule fallback."""
+POLICY_KINDS = ("rllib", "surrogate_greedy", "rule", "co_opt")
+"""What can decide: an exported RLlib policy, the surrogate's greedy choice, the rule fallback, or the joint
+split / pruning optimiser (:mod:`serve_deployments.co_opt_policy`)."""
 MAX_HISTORY = 256
 """Most SNR reports one state may carry."""
 
@@ -89,7 +90,7 @@ class SplitDecision(BaseModel):
     """ActivationPacket encoding of the layer-``k`` hidden states (``token_ids`` exactly when ``k = 0``)."""
     bits: int | None = Field(ge=1, le=32)
     """Bits per element the UE quantises to (at most the encoding's width); None with ``token_ids``."""
-    policy: Literal["rllib", "surrogate_greedy", "rule"]
+    policy: Literal["rllib", "surrogate_greedy", "rule", "co_opt"]
     """Kind of policy that decided."""
     policy_version: str = Field(min_length=1, max_length=128)
     """Version of that policy (content hash of its files unless configured)."""
