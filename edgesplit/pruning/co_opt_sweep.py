@@ -93,13 +93,15 @@ def _quality_plot(frame: pd.DataFrame, x: str, across: str, path: Path, title: s
             rows = part[part["scheme"] == scheme].sort_values(x)
             ax.plot(rows[x] * 1e3, rows["predicted_ppl"], marker="o", ms=3, label=scheme,
                     lw=2.5 if scheme == "joint" else 1.2, zorder=3 if scheme == "joint" else 2)
+        if not part["feasible"].any():
+            ax.text(0.5, 0.5, "no feasible design", transform=ax.transAxes, ha="center", color="gray")
         unit = "ms" if across.startswith("latency") else "mJ"
         ax.set(xscale="log", yscale="log", title=f"{across.split('_')[0]} budget {value * 1e3:.3g} {unit}",
                xlabel=f"{x.split('_')[0]} budget ({'ms' if x.startswith('latency') else 'mJ'})")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("predicted perplexity (infeasible: missing)")
     axes[0][-1].legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\n(a scheme hidden under 'joint' chose the same quality)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -322,3 +322,19 @@ def test_measurement_text_is_held_out_from_the_table_sweep(tmp_path):
     assert parse_bits("8=0.02,16") == ((8, 16), {16: 0.0, 32: 0.0, 8: 0.02})
     with pytest.raises(ValueError, match="not a width"):
         parse_bits("sixteen")
+
+
+def test_server_side_pruning_buys_edge_time_when_the_edge_is_slow():
+    from edgesplit.cost import EdgeProfile
+
+    rows = [{"method": "structured", "pattern": None, "side": "server", "k": k, "ratio": r, "ppl_dense": 30.0,
+             "ppl": 30.0 * math.exp(0.3 * (L - k) * r * r)} for k in range(0, L, 2) for r in (0.0, 0.3, 0.6, 0.9)]
+    objective = QualityCurves.fit(pd.DataFrame(rows), L).objective("structured", "server")
+    slow_edge = EdgeProfile(name="weak", peak_flops=2e11, utilisation=0.5, memory_bytes=8e9)
+    p = replace(problem(0.03, 1.0, side="server"), edge=slow_edge)  # the dense model takes ~37 ms on this edge
+    design = solve(p, objective).design
+    dense_edge_s = build_plan(p, design.k, 16).edge_s
+    assert design.rho > 0 and design.cost.edge_compute_s < dense_edge_s
+    assert_feasible(p, design)
+    brute = brute_force(p, objective, GridSpec(rho_step=0.01, f_points=60, p_points=60))
+    assert design.loss <= brute.design.loss + 1e-12
