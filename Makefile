@@ -23,13 +23,17 @@ setup: $(STAMP)
 # The main job: exact split, impaired generation, a profile of every split x 4 SNRs with plots, costs (runs/demo);
 # a short Ray fleet of 4 UEs and 1 edge doing real partitioned generation (runs/demo/fleet); a smoke-budget
 # model-based RL run on the profile just measured, compared with the baselines (runs/demo/mbrl); the Serve app on
-# loopback with 3 UEs over HTTP, one under a fading channel so the live controller moves k (runs/demo/serve).
+# loopback with 3 UEs over HTTP, one under a fading channel so the live controller moves k (runs/demo/serve); the
+# joint split / pruning / power / clock optimiser at one tight budget, its choice built and measured on held-out
+# text (runs/demo/co_opt; the first run measures a small magnitude-pruning table, ~2 min, and caches it).
 demo: setup
 	$(BIN)/edgesplit demo --out runs/demo
 	$(BIN)/python -m cluster.run_fleet --ues 4 --edges 1 --requests 8 --max-new-tokens 16 --policy fixed:15 \
 		--out runs/demo/fleet
 	$(BIN)/python -c "from rllib_env.smoke import smoke_demo; smoke_demo('runs/demo/mbrl', truth='runs/demo/profile')"
 	$(BIN)/edgesplit serve-demo --out runs/demo/serve --ues 3 --requests 6 --max-new-tokens 8
+	$(BIN)/edgesplit co-opt --method magnitude --sparse-kernel --side device --latency-ms 150 --energy-mj 18 \
+		--min-device-layers 8 --out runs/demo/co_opt
 
 lint: setup
 	$(BIN)/ruff check .
