@@ -115,7 +115,7 @@ class EdgeTailDeployment:
             result["replica"] = self.replica
         return result
 
-    # ---- API (called through handles by the ingress, the UE fleet and in-cluster clients) ---------------------
+    # ---- API (called by the HTTP routes in this replica, and through handles by the UE fleet and in-cluster clients)
     async def create(self, body: dict, owner: str, session_id: str) -> dict:
         """Open a session (``body`` follows :class:`SessionCreate`)."""
         try:
