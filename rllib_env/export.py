@@ -209,18 +209,15 @@ def _space(space: Any) -> dict[str, Any]:
 def _check_connectors(checkpoint: Path) -> bool:
     """True when the env-to-module pipeline was found and is the default one; ValueError naming another connector.
 
-    Reads a pickle of the (trusted) checkpoint: the pipeline's class and constructor arguments."""
-    import pickle
+    The pipeline is restored by RLlib's own checkpoint loader (it unpickles the class: trusted checkpoints only)."""
+    from ray.rllib.connectors.connector_pipeline_v2 import ConnectorPipelineV2
 
-    found = [p for p in (checkpoint / "env_runner" / "env_to_module_connector" / "class_and_ctor_args.pkl",
-                         checkpoint / "checkpoint" / "env_runner" / "env_to_module_connector" /
-                         "class_and_ctor_args.pkl") if p.is_file()]
+    found = [p for p in (checkpoint / "env_runner" / "env_to_module_connector",
+                         checkpoint / "checkpoint" / "env_runner" / "env_to_module_connector") if p.is_dir()]
     if not found:
         return False
-    with open(found[0], "rb") as handle:
-        ctor = pickle.load(handle)  # noqa: S301 - a trusted local checkpoint (see the module docstring)
-    connectors = ctor.get("ctor_args_and_kwargs", ((), {}))[1].get("connectors", [])
-    extra = sorted({c[0].__name__ for c in connectors} - DEFAULT_CONNECTORS)
+    pipeline = ConnectorPipelineV2.from_checkpoint(found[0])
+    extra = sorted({type(c).__name__ for c in pipeline.connectors} - DEFAULT_CONNECTORS)
     if extra:
         raise ValueError(f"the checkpoint's env-to-module connectors {extra} change observations; the export "
                          f"reproduces the default pipeline only (train without them)")
