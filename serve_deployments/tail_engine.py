@@ -28,8 +28,8 @@ from edgesplit.cost.model_profile import ModelProfile
 from edgesplit.models import LoadedModel
 from edgesplit.packet import ActivationPacket, PacketError, PacketLimits
 from edgesplit.split import EdgeTail, SideSession
+from edgesplit.split.padded_batch import batched_decode_logits, can_pad_stack
 from serve_deployments.edge_errors import EdgeError, EdgeRejected
-from serve_deployments.padded_batch import batched_decode_logits, can_pad_stack
 from serve_deployments.sampling import Sampler
 
 FLOAT_ENCODINGS = ("float32", "float16", "bfloat16", "int8", "int4")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgesplit.split import DeviceHead, EdgeTail
-from serve_deployments.padded_batch import batched_decode_logits, can_pad_stack
+from edgesplit.split.padded_batch import batched_decode_logits, can_pad_stack
 from tests.conftest import make_tiny
 
 

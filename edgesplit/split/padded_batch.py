@@ -7,8 +7,9 @@ does), so every row keeps its own absolute positions and rotary phases. After th
 (its own length + 1) is cut out and written back to its session as a compact tensor, so an idle session does not
 pin the batch's memory. Sessions at equal lengths need no padding and take the same path.
 
-This is the "padded batched cache + attention mask" of the serving issue; :mod:`cluster.kv_batching` batches equal
-lengths only. Only plain growing cache layers (``DynamicLayer``) are stacked; sliding-window layers keep their own
+Both edges use it: the Serve edge (:mod:`serve_deployments.tail_engine`) batches sessions of any lengths; the
+fleet's edge actor (:mod:`cluster.kv_batching`) groups equal lengths and stacks them with the same code (no padding).
+Only plain growing cache layers (``DynamicLayer``) are stacked; sliding-window layers keep their own
 state and those models decode one session per forward (:func:`can_pad_stack`).
 """
 
@@ -61,6 +62,8 @@ def unstack_padded(tail: EdgeTail, merged: SideSession, sessions: list[SideSessi
         grown = length + total - max(lengths)
         for index in range(tail.k, tail.adapter.num_layers):
             source, target = merged.cache.layers[index], session.cache.layers[index]
+            if not target.is_initialized:  # a session prefilled inside the batch starts with empty layers
+                target.lazy_initialization(source.keys, source.values)
             target.keys = source.keys[row : row + 1, :, -grown:, :].clone()
             target.values = source.values[row : row + 1, :, -grown:, :].clone()
         session.attention_mask = merged.attention_mask[row : row + 1, -grown:].clone()
