@@ -164,13 +164,16 @@ class EdgeHttpRoutes:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _step(self, request: Request, session_id: str, method) -> JSONResponse:
+    async def _step(self, request: Request, session_id: str, method, with_body: bool = True) -> JSONResponse:
+        """Auth, routing check and (optionally) the packet body, then ``method(session_id, owner[, body])``."""
         owner = self._owner(request)
         if isinstance(owner, EdgeError):
             return error_response(owner)
         problem = self._routed(request, session_id)
         if problem is not None:
             return error_response(problem)
+        if not with_body:
+            return _answer(await method(session_id, owner))
         body = await self._body(request)
         if isinstance(body, EdgeError):
             return error_response(body)
@@ -226,13 +229,7 @@ class EdgeHttpRoutes:
     @app.delete("/v1/sessions/{session_id}")
     async def http_close(self, session_id: str, request: Request) -> JSONResponse:
         """Free the session's KV cache."""
-        owner = self._owner(request)
-        if isinstance(owner, EdgeError):
-            return error_response(owner)
-        problem = self._routed(request, session_id)
-        if problem is not None:
-            return error_response(problem)
-        return _answer(await self.close(session_id, owner))
+        return await self._step(request, session_id, self.close, with_body=False)
 
     @app.post("/v1/split", response_model=SplitDecision)
     async def http_split(self, state: UEState, request: Request) -> JSONResponse:
