@@ -154,12 +154,12 @@ PLOTS = {"heatmap_perplexity.png": heatmap, "quality_vs_split.png": quality_curv
 """File name → plotting function."""
 
 
-def write_plots(cells: pd.DataFrame, out: Path) -> list[Path]:
-    """Write every plot of :data:`PLOTS` into ``out``; returns the paths."""
+def write_plots(cells: pd.DataFrame, out: Path, plots: dict | None = None) -> list[Path]:
+    """Write every plot of ``plots`` (file name → function; default :data:`PLOTS`) into ``out``; returns the paths."""
     if cells.empty:
         raise ValueError("no cells to plot")
     paths = []
-    for name, draw in PLOTS.items():
+    for name, draw in (PLOTS if plots is None else plots).items():
         draw(cells, Path(out) / name)
         paths.append(Path(out) / name)
     return paths

@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from edgesplit.profile.plots import write_plots as write_profile_plots
 from edgesplit.pruning.bounds import fit_bound_constant
 
 STYLES = {"device": "-", "server": "--", "both": ":"}
@@ -108,13 +109,7 @@ PLOTS = {"ppl_vs_ratio.png": ppl_vs_ratio, "output_vs_param.png": output_vs_para
 
 def write_plots(cells: pd.DataFrame, out: Path) -> list[Path]:
     """Write every plot of :data:`PLOTS` into ``out``; returns the paths."""
-    if cells.empty:
-        raise ValueError("no cells to plot")
-    paths = []
-    for name, draw in PLOTS.items():
-        draw(cells, Path(out) / name)
-        paths.append(Path(out) / name)
-    return paths
+    return write_profile_plots(cells, out, PLOTS)
 
 
 __all__ = ["PLOTS", "output_vs_param", "ppl_vs_ratio", "write_plots"]
