@@ -16,18 +16,6 @@ from tests.conftest import make_tiny
 NEW = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny matmuls on a shared, loaded machine: one thread is ~50x faster than two contending ones.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def llama():
-    return make_tiny("llama", seed=1)
 
 
 def _generate(loaded, prompt: tuple[int, ...]) -> list[int]:

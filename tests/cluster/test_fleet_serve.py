@@ -14,7 +14,6 @@ import threading
 
 import pandas as pd
 import pytest
-import torch
 
 from cluster import run_fleet
 from cluster.fleet import FleetConfig, run_local_fleet
@@ -24,7 +23,6 @@ from cluster.serve_edge import NOT_MEASURED, ServeUEFleet, number_replicas
 from edgesplit.client import EdgeCallError
 from serve_deployments.edge_errors import STATUS, EdgeRejected
 from serve_deployments.tail_engine import SessionCreate, TailEngine
-from tests.conftest import make_tiny
 
 NEW = 5
 SAME = ("tokens", "k", "status", "retries", "new_tokens", "packets", "snr_db_start", "snr_db_mean", "sim_link_s",
@@ -61,17 +59,6 @@ class EngineTransport:
         return await self._call(self.engine.close, session_id, "")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def llama():
-    return make_tiny("llama", seed=1)
 
 
 def _config(**overrides) -> FleetConfig:

@@ -12,14 +12,6 @@ from cluster.weights import build_model, pack_model
 from tests.conftest import make_tiny
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3_text"])
 def test_rebuilt_model_matches_the_original(family: str) -> None:
     loaded = make_tiny(family, seed=3)
