@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -112,21 +111,14 @@ def frames(rec: Recorded, session_id: str, k: int, encoding: str = "float32") ->
 
 
 # ---- Ray / Serve ----------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_serve(num_cpus: int = 2) -> str:
     """Start a local Ray and Serve's proxy on loopback; returns the base URL."""
     import ray
-    from ray import serve
+
+    from serve_deployments.loopback import start_serve as start_proxy
 
     ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=256 * 1024**2, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = start_proxy()  # a free loopback port, retried if another socket takes it first
     return f"http://127.0.0.1:{port}"
 
 

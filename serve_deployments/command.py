@@ -100,7 +100,7 @@ def serve_demo_command(
     ues: int = typer.Option(3, min=1, max=16, help="UE clients running at once."),
     requests: int = typer.Option(6, min=2, max=100, help="Requests per UE."),
     max_new_tokens: int = typer.Option(8, min=1, max=256),
-    port: int = typer.Option(8000, min=1, max=65535, help="Loopback port of the app."),
+    port: int = typer.Option(None, min=1, max=65535, help="Loopback port of the app (default: a free one)."),
     seed: int = typer.Option(0, min=0),
 ) -> None:
     """The serving step of the demo: start the app, run UEs (one under a fading channel), print decisions."""

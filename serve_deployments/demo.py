@@ -79,7 +79,7 @@ def _plot(frame: pd.DataFrame, path: Path) -> None:
 
 
 def run_serve_demo(out: Path, ues: int = 3, requests: int = 6, max_new_tokens: int = 8, seed: int = 0,
-                   port: int = 8000) -> pd.DataFrame:
+                   port: int | None = None) -> pd.DataFrame:
     """Start Ray + the app, run the UEs, write the results, shut everything down."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
@@ -87,12 +87,14 @@ def run_serve_demo(out: Path, ues: int = 3, requests: int = 6, max_new_tokens: i
 
     from edgesplit.models import load_model
     from serve_deployments.app import EdgeAppArgs, compose
+    from serve_deployments.loopback import start_serve
 
     out.mkdir(parents=True, exist_ok=True)
     config = {"ues": ues, "requests": requests, "max_new_tokens": max_new_tokens, "seed": seed, "port": port}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024**2)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        port = start_serve(port=port)  # None: a free loopback port
+        config["port"] = port
         args = EdgeAppArgs(edge={"torch_threads": 1}, api_token_env="EDGESPLIT_DEMO_NO_TOKEN")
         serve.run(compose(args, {"ray_actor_options": {"num_cpus": 1}}), name="edgesplit", route_prefix="/")
         url = f"http://127.0.0.1:{port}"

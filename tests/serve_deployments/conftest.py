@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 
 import pytest
+
+from serve_deployments.loopback import pick_port, start_serve
 
 TOKENS = ("alice-token-0123456789", "bob-token-9876543210")
 """The API tokens the test app accepts."""
 
 
 def free_port() -> int:
-    """An unused loopback TCP port."""
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """An unused loopback TCP port outside the ephemeral range (see serve_deployments.loopback)."""
+    return pick_port()
 
 
 def start_app(edge_replicas: int = 2, limits: dict | None = None, edge_options: dict | None = None,
@@ -26,8 +24,7 @@ def start_app(edge_replicas: int = 2, limits: dict | None = None, edge_options: 
 
     from serve_deployments.app import EdgeAppArgs, compose
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = start_serve()  # a free loopback port, retried if another socket takes it first
     os.environ["EDGESPLIT_TEST_TOKENS"] = ",".join(tokens)
     args = EdgeAppArgs(edge={"model": "smollm2-135m", "torch_threads": 1, "limits": limits or {}},
                        api_token_env="EDGESPLIT_TEST_TOKENS")
