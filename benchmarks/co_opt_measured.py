@@ -10,11 +10,11 @@ held-out text", checked over many chosen designs rather than one or two.
 The problem is built as ``edgesplit co-opt`` builds it (phone-soc, a100, 5g-nr-20mhz, SNR 10 dB, 128 prompt tokens,
 16-bit wire, ``--min-device-layers`` 8 and ``--sparse-kernel`` by default, the latter meaning unstructured pruning
 saves UE compute). The quality table defaults to the command's cached magnitude table
-(``$EDGESPLIT_CACHE/co_opt/smollm2-135m-magnitude-device/cells.parquet``; measured now if absent). A grid of latency
-× energy budgets is solved; the DISTINCT chosen designs (k, rho rounded to 0.01) with rounded rho > 0 are kept, and
-up to ``--designs`` of them spread across rho are built and measured with
-:func:`edgesplit.pruning.co_opt_run.measure_design` exactly as the command's ``--measure`` does (held-out tokens
-after the table's eval and calibration ranges; the dense model scored on the same tokens at the same split and wire).
+(``$EDGESPLIT_CACHE/co_opt/smollm2-135m-magnitude-device-1024tok/cells.parquet``; measured now if absent). A grid of
+latency × energy budgets is solved; the DISTINCT chosen designs (k, rho rounded to 0.01) with rounded rho > 0 are
+kept, and up to ``--designs`` of them spread across rho are built and measured with
+:func:`edgesplit.pruning.co_opt_run.measure_design` exactly as the command's ``--measure`` does (held-out tokens after
+the table's eval and calibration ranges; the dense model scored on the same tokens at the same split and wire).
 
 Tolerance. The table's dense perplexity was measured on different tokens from the held-out ones, so the fair
 prediction of the held-out perplexity is ``predicted ppl = dense ppl measured on the held-out tokens × predicted
@@ -22,6 +22,14 @@ ratio`` with ``predicted ratio = exp(predicted log(ppl/ppl_dense))``. The bar ap
 ``measured ppl / predicted ppl − 1`` (equivalently measured ratio / predicted ratio − 1): |error| ≤ 5 % for every
 design. The error against the table-token prediction (table dense ppl × predicted ratio) is printed too, for
 information only.
+
+Text-sampling error. Even a perfect prediction misses a measurement on other text: the paired loss
+log(ppl / ppl_dense) varies from one 256-token window to the next (on SmolLM2 magnitude k = 8: s.d. 0.036 at ratio
+0.3, 0.12 at 0.5), and both the table's cells and the held-out measurement average only a few windows. So each design
+also gets a **sampling tolerance**: ``1.96 · sqrt(s_h² + s_t²)`` in log ratio, where ``s_h`` is the held-out
+measurement's standard error (window s.d. / sqrt(held-out windows), measured per design) and ``s_t`` the same s.d. over
+sqrt(the table's windows) — the error a prediction read off an exact table would still show 95 % of the time. The
+stated tolerance per design is the larger of ±5 % and that; the script reports both verdicts (flat ±5 % and stated).
 
 Writes ``designs.parquet`` (one row per measured design), ``candidates.parquet`` (every budget point's choice) and
 ``config.json`` under ``--out`` (default ``runs/bench/co_opt_measured``).
@@ -41,6 +49,8 @@ import pandas as pd
 
 TOLERANCE = 0.05
 """Bar: |measured ppl / predicted ppl − 1| ≤ 5 % (prediction on the held-out tokens' dense ppl)."""
+Z95 = 1.96
+"""Two-sided 95 % normal quantile for the sampling tolerance."""
 
 
 def _grid(spec: str) -> list[float]:
@@ -83,6 +93,16 @@ def pick_designs(choices: pd.DataFrame, count: int) -> pd.DataFrame:
     return distinct.iloc[index].reset_index(drop=True)
 
 
+def _table_windows(frame: pd.DataFrame, k: int, context: int) -> float:
+    """Evaluation windows behind the table cells the prediction at split k reads (the fewest of its bracket)."""
+    near = frame[frame["pattern"].isna()] if "pattern" in frame else frame
+    ks = sorted(int(v) for v in near["k"].unique())
+    lower = [v for v in ks if v <= k] or ks[:1]
+    upper = [v for v in ks if v >= k] or ks[-1:]
+    rows = near[near["k"].isin({lower[-1], upper[0]})]
+    return max(1.0, float(rows["scored_tokens"].min()) / max(1, context - 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 designs instead of 8")
@@ -97,7 +117,7 @@ def main() -> None:
     parser.add_argument("--min-device-layers", type=int, default=8)
     parser.add_argument("--sparse-kernel", action=argparse.BooleanOptionalAction, default=True,
                         help="Unstructured pruning saves UE compute (the co-opt command's --sparse-kernel).")
-    parser.add_argument("--eval-tokens", type=int, default=512, help="Held-out tokens scored per design.")
+    parser.add_argument("--eval-tokens", type=int, default=2048, help="Held-out tokens scored per design.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/co_opt_measured"))
     args = parser.parse_args()
@@ -141,6 +161,9 @@ def main() -> None:
         k, rho, bits, loss = int(design["k"]), float(design["rho"]), int(design["bits"]), float(design["loss"])
         t0 = time.perf_counter()
         measured = run.measure_design(args.model, problem, k, rho, bits, text)
+        table_windows = _table_windows(frame, k, text.context)
+        s_t = measured.window_sd / math.sqrt(table_windows)
+        sampling = Z95 * math.hypot(measured.loss_se, s_t)
         pred_ratio = math.exp(loss)
         meas_ratio = measured.ppl / measured.ppl_dense
         pred_ppl = measured.ppl_dense * pred_ratio
@@ -153,26 +176,37 @@ def main() -> None:
                      "predicted_ppl_table": pred_ppl_table, "measured_ppl": measured.ppl,
                      "ratio_rel_error": meas_ratio / pred_ratio - 1, "ppl_rel_error": measured.ppl / pred_ppl - 1,
                      "ppl_rel_error_vs_table": measured.ppl / pred_ppl_table - 1,
+                     "window_sd": measured.window_sd, "heldout_windows": len(measured.window_losses),
+                     "table_windows": table_windows, "heldout_se": measured.loss_se, "table_se": s_t,
+                     "sampling_tolerance": math.exp(sampling) - 1,
+                     "stated_tolerance": max(TOLERANCE, math.exp(sampling) - 1),
                      "achieved_ratio": measured.achieved_ratio, "scored_tokens": measured.scored_tokens,
                      "wall_s": time.perf_counter() - t0})
         r = rows[-1]
         print(f"  [{i + 1}/{len(picked)}] k={k} rho={rho:.3f}: measured ppl {measured.ppl:.3f} vs predicted "
-              f"{pred_ppl:.3f} ({r['ppl_rel_error']:+.2%}) [{r['wall_s']:.0f} s]", flush=True)
+              f"{pred_ppl:.3f} ({r['ppl_rel_error']:+.2%}; stated tolerance ±{r['stated_tolerance']:.1%}) "
+              f"[{r['wall_s']:.0f} s]", flush=True)
     results = pd.DataFrame(rows)
 
     print(f"\nper design ({int(results['scored_tokens'].iloc[0])} held-out targets; predicted ppl = held-out dense "
           f"ppl x predicted ratio):")
     shown = results[["k", "rho", "achieved_ratio", "dense_ppl_heldout", "predicted_ppl", "measured_ppl",
-                     "predicted_ratio", "measured_ratio", "ratio_rel_error", "ppl_rel_error",
-                     "ppl_rel_error_vs_table"]]
+                     "ppl_rel_error", "ppl_rel_error_vs_table", "window_sd", "sampling_tolerance",
+                     "stated_tolerance"]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     worst = results.loc[results["ppl_rel_error"].abs().idxmax()]
     ok = bool((results["ppl_rel_error"].abs() <= TOLERANCE).all())
+    within = results["ppl_rel_error"].abs() <= results["stated_tolerance"]
+    stated_ok = bool(within.all())
     print(f"\nworst case: k={int(worst['k'])} rho={worst['rho']:.3f}: measured ppl {worst['measured_ppl']:.3f} vs "
           f"predicted {worst['predicted_ppl']:.3f} ({worst['ppl_rel_error']:+.2%}); mean |error| "
           f"{results['ppl_rel_error'].abs().mean():.2%}")
-    print(f"[{'PASS' if ok else 'FAIL'}] all {len(results)} designs within ±{TOLERANCE:.0%} "
+    flat = int((results["ppl_rel_error"].abs() <= TOLERANCE).sum())
+    print(f"[{'PASS' if ok else 'FAIL'}] {flat} of {len(results)} designs within ±{TOLERANCE:.0%} "
           f"(quantity: measured ppl / (held-out dense ppl x predicted ratio) - 1)")
+    print(f"[{'PASS' if stated_ok else 'FAIL'}] {int(within.sum())} of {len(results)} within the stated tolerance "
+          f"max(±{TOLERANCE:.0%}, 95 % text-sampling error of table + held-out), which is "
+          f"±{results['stated_tolerance'].min():.1%}..±{results['stated_tolerance'].max():.1%} here")
 
     args.out.mkdir(parents=True, exist_ok=True)
     results.to_parquet(args.out / "designs.parquet", index=False)
@@ -184,7 +218,8 @@ def main() -> None:
                                                                      "context": text.context},
               "tolerance": TOLERANCE, "tolerance_quantity": "measured_ppl / (dense_ppl_heldout * predicted_ratio) - 1",
               "distinct_designs": n_distinct, "measured": len(results), "worst_ppl_rel_error":
-              float(worst["ppl_rel_error"]), "all_within": ok, "wall_s": time.perf_counter() - started}
+              float(worst["ppl_rel_error"]), "all_within": ok, "all_within_stated": stated_ok,
+              "wall_s": time.perf_counter() - started}
     (args.out / "config.json").write_text(json.dumps(config, indent=2))
     print(f"wrote {args.out / 'designs.parquet'}, {args.out / 'candidates.parquet'}, {args.out / 'config.json'} "
           f"({time.perf_counter() - started:.0f} s)")

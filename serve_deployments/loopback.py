@@ -20,7 +20,8 @@ PORT_RANGE = (20000, 32000)
 
 def _ephemeral_range() -> tuple[int, int]:
     try:
-        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            low, high = ports.read().split()
         return int(low), int(high)
     except (OSError, ValueError):
         return 32768, 60999

@@ -1,11 +1,11 @@
 """What ``edgesplit co-opt`` does besides parsing options: the quality table, the model profile, building and
 measuring the chosen design, and the printed summaries.
 
-Quality table. ``--table`` names a pruning sweep's ``cells.parquet`` (:mod:`edgesplit.pruning.sweep`). Without it
-the command uses a **cached** sweep at ``$EDGESPLIT_CACHE/co_opt/<model>-<method>-<side>/cells.parquet`` and, when
+Quality table. ``--table`` names a pruning sweep's ``cells.parquet`` (:mod:`edgesplit.pruning.sweep`). Without it the
+command uses a **cached** sweep at ``$EDGESPLIT_CACHE/co_opt/<model>-<method>-<side>-1024tok/cells.parquet`` and, when
 that does not exist yet, **measures a small one on the fly** there (the chosen method and side at four splits and
-ratios 0.2, 0.4, 0.6, 0.8 — 16 cells, 512 scored tokens of the default corpus; from a few minutes on a quiet CPU to
-tens of minutes on a busy one; the sweep resumes if interrupted, and the command says which table it used).
+ratios 0.1 .. 0.6 and 0.8 — 28 cells, :data:`SMALL_TABLE_TOKENS` scored tokens of the default corpus; a few minutes on
+a quiet CPU, longer on a busy one; the sweep resumes if interrupted, and the command says which table it used).
 
 Measured quality. The chosen design is really built: :func:`edgesplit.pruning.prune.prune` with the chosen method,
 ratio, split and side, then :func:`edgesplit.quality.evaluate_split` at the chosen k with the wire width applied to
@@ -28,6 +28,12 @@ import pandas as pd
 
 from edgesplit.pruning.co_opt import CoOptProblem, CoOptResult
 from edgesplit.pruning.curves import CurveObjective
+
+SMALL_TABLE_TOKENS = 1024
+"""Scored tokens per cell of the table measured on the fly (4 windows of 256). The text-sampling error of a cell's
+log(ppl / ppl_dense) is the window-to-window spread / sqrt(windows): measured on SmolLM2 magnitude k = 8, that spread
+is 0.036 at ratio 0.3 and 0.12 at 0.5 (benchmarks/co_opt_measured.py prints it per design), so 512 tokens left
+±7 % (1 s.e.) on a ratio-0.5 cell and 1,024 leave ±6 %; the first co-opt run measures 28 cells (a few minutes)."""
 
 SMALL_TABLE_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 """Ratios of the table measured on the fly (dense where perplexity turns up: with 0.2 / 0.4 / 0.6 / 0.8 only, the
@@ -72,7 +78,7 @@ def cached_table_dir(model: str, method: str, side: str) -> Path:
     """Where the on-the-fly table of (model, method, side) is cached."""
     from edgesplit.models import cache_root
 
-    return cache_root() / "co_opt" / f"{_slug(model)}-{method}-{side}"
+    return cache_root() / "co_opt" / f"{_slug(model)}-{method}-{side}-{SMALL_TABLE_TOKENS}tok"
 
 
 def _small_sweep(model: str, method: str, side: str, num_layers: int, out: Path, progress: bool) -> pd.DataFrame:
@@ -81,8 +87,8 @@ def _small_sweep(model: str, method: str, side: str, num_layers: int, out: Path,
     quarters = {max(1, round(num_layers * i / 4)) for i in range(1, 5)}
     ks = tuple(sorted(quarters - ({num_layers} if side == "server" else set())) or (max(0, num_layers - 1),))
     config = PruneSweepConfig(out=out, model=model, methods=(method,), ratios=SMALL_TABLE_RATIOS, ks=ks,
-                              sides=(side,), eval_tokens=512, context=256, calib_tokens=2048, calib_windows=8,
-                              calib_length=128, wall_tokens=0)
+                              sides=(side,), eval_tokens=SMALL_TABLE_TOKENS, context=256, calib_tokens=2048,
+                              calib_windows=8, calib_length=128, wall_tokens=0)
     return run_sweep(config, load_sweep_inputs(config), progress=progress, plots=False).cells
 
 
@@ -150,11 +156,27 @@ class MeasuredQuality:
     """Fraction of the pruned layers' prunable weights actually removed."""
     corpus: str
     """What the text was."""
+    window_losses: tuple[float, ...] = ()
+    """Per evaluation window: mean over its targets of NLL(pruned) − NLL(dense), paired on the same tokens."""
 
     @property
     def loss(self) -> float:
         """Measured log(ppl / ppl_dense)."""
         return math.log(self.ppl / self.ppl_dense)
+
+    @property
+    def window_sd(self) -> float:
+        """Spread of the paired loss from one evaluation window to the next (nan with fewer than 2 windows)."""
+        n = len(self.window_losses)
+        if n < 2:
+            return math.nan
+        mean = sum(self.window_losses) / n
+        return math.sqrt(sum((v - mean) ** 2 for v in self.window_losses) / (n - 1))
+
+    @property
+    def loss_se(self) -> float:
+        """Standard error of :attr:`loss` from text sampling alone (window sd / sqrt(windows))."""
+        return self.window_sd / math.sqrt(len(self.window_losses)) if self.window_losses else math.nan
 
 
 def wire_link(bits: int):
@@ -189,11 +211,22 @@ def measure_design(model: str, problem: CoOptProblem, k: int, rho: float, bits: 
     if rho > 0 and len(config.layers(dense.num_layers)):
         result = prune(dense, config, calibration_windows(calib_ids, 8, min(128, calib_ids.numel()), seed=0))
         pruned, achieved = result.model, result.achieved_ratio
-    measured = evaluate_split(pruned, eval_ids, k, link, context=text.context)
-    reference = evaluate_split(dense, eval_ids, k, link, context=text.context) if pruned is not dense else measured
-    return MeasuredQuality(ppl=measured.perplexity, ppl_dense=reference.perplexity,
-                           scored_tokens=measured.scored_tokens, achieved_ratio=achieved,
-                           corpus=f"{corpus.name} tokens {text.eval_range[0]}..{text.eval_range[1]}")
+    # One evaluation window at a time (the windows do not overlap, so the pooled perplexity is the one evaluate_split
+    # gives over the whole range) to keep each window's paired loss: its spread is the text-sampling error.
+    nll = dense_nll = 0.0
+    scored, window_losses = 0, []
+    for begin in range(0, int(eval_ids.numel()), text.context):
+        chunk = eval_ids[begin:begin + text.context]
+        if chunk.numel() < 2:
+            continue
+        measured = evaluate_split(pruned, chunk, k, link, context=text.context)
+        reference = evaluate_split(dense, chunk, k, link, context=text.context) if pruned is not dense else measured
+        nll, dense_nll, scored = nll + measured.nll_sum, dense_nll + reference.nll_sum, scored + measured.scored_tokens
+        window_losses.append((measured.nll_sum - reference.nll_sum) / measured.scored_tokens)
+    return MeasuredQuality(ppl=math.exp(nll / scored), ppl_dense=math.exp(dense_nll / scored), scored_tokens=scored,
+                           achieved_ratio=achieved,
+                           corpus=f"{corpus.name} tokens {text.eval_range[0]}..{text.eval_range[1]}",
+                           window_losses=tuple(window_losses))
 
 
 def describe(result: CoOptResult, objective: CurveObjective, problem: CoOptProblem) -> list[str]:
@@ -240,7 +273,8 @@ def design_record(result: CoOptResult, problem: CoOptProblem, measured: Measured
                               "latency_budget_s": problem.latency_budget_s, "energy_budget_j": problem.energy_budget_j,
                               "snr_db": problem.channel.snr_db, "design": result.design.to_dict()}
     if measured is not None:
-        record["measured"] = {**asdict(measured), "loss": measured.loss}
+        record["measured"] = {**asdict(measured), "loss": measured.loss, "loss_se": measured.loss_se,
+                              "window_sd": measured.window_sd}
     return record
 
 
@@ -272,7 +306,8 @@ def run_single(problem: CoOptProblem, objective: CurveObjective, bound, *, model
             raise ValueError(f"--measure cannot build {problem.method} pruning here ({err}); pass --no-measure") \
                 from None
         echo(f"measured ({measured.scored_tokens} held-out targets, {measured.corpus}): ppl {measured.ppl:.3f} "
-             f"(dense {measured.ppl_dense:.3f}), log(ppl/ppl_dense) {measured.loss:.4f} vs predicted {d.loss:.4f}; "
+             f"(dense {measured.ppl_dense:.3f}), log(ppl/ppl_dense) {measured.loss:.4f} ± {measured.loss_se:.4f} "
+             f"(text-sampling s.e. over {len(measured.window_losses)} windows) vs predicted {d.loss:.4f}; "
              f"achieved ratio {measured.achieved_ratio:.4f}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

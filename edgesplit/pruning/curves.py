@@ -9,7 +9,12 @@ What is fitted. For every (method, side) the target is ``y = log(ppl / ppl_dense
 rows are left out: their ratio is fixed). Negative measured losses (a pruned model scoring slightly better than the
 dense one: noise) are clipped to 0, and ``y(ratio 0) = 0`` by definition. At every **measured k** the mean ``y`` per
 ratio is made nondecreasing in the ratio by weighted isotonic regression (pool-adjacent-violators) and interpolated
-piecewise-linearly in the ratio, so the curve is monotone in rho by construction. **Across k** the curves of the two
+**geometrically** between two positive knots (``y = y_a·(y_b/y_a)^t``, linear in log y; linearly where a knot is 0),
+so the curve is monotone in rho by construction and, where the loss grows faster than linearly (it does: roughly
+exponentially in rho), it does not ride above the measurements on the chords. Left-out knots of a 14-ratio magnitude
+sweep (SmolLM2, k = 8 and 15, ratios 0.15..0.55 predicted from knots 0.1 apart, same tokens): worst error of the
+predicted ppl ratio 4.5 % geometric, 15.6 % linear (PCHIP 5.0 %); with knots 0.2 apart neither is good (0.7 from 0.6
+and 0.8: −50 % / +235 %), so measure ratios 0.1 apart where designs are chosen. **Across k** the curves of the two
 nearest measured splits are interpolated linearly; the split with nothing to prune is an exact anchor (``y ≡ 0``:
 ``k = 0`` for ``device``, ``k = L`` for ``server``). Beyond the last measured split (more layers pruned than ever
 measured) the nearest measured curve is scaled by the ratio of pruned-layer counts — the straight line through the
@@ -88,10 +93,20 @@ class RatioCurve:
     """True for the exact zero curve of a split with nothing to prune (covers every ratio)."""
 
     def __call__(self, rho: float | np.ndarray) -> float | np.ndarray:
-        """Loss at ``rho`` (piecewise linear between knots)."""
+        """Loss at ``rho``: geometric between two positive knots, linear where a knot is 0 (module docstring)."""
         if self.anchor:
             return np.zeros_like(rho, dtype=float) if isinstance(rho, np.ndarray) else 0.0
-        out = np.interp(rho, self.ratios, self.values)
+        knots, values = np.asarray(self.ratios), np.asarray(self.values)
+        r = np.clip(np.asarray(rho, dtype=float), knots[0], knots[-1])
+        if len(knots) == 1:
+            out = np.full_like(r, values[0])
+        else:
+            hi = np.clip(np.searchsorted(knots, r, side="right"), 1, len(knots) - 1)
+            a, b = values[hi - 1], values[hi]
+            frac = (r - knots[hi - 1]) / (knots[hi] - knots[hi - 1])
+            positive = (a > 0) & (b > 0)
+            growth = np.divide(b, a, out=np.ones_like(frac), where=positive)
+            out = np.where(positive, a * growth**frac, a + (b - a) * frac)
         return out if isinstance(rho, np.ndarray) else float(out)
 
     @property

@@ -54,6 +54,20 @@ def test_curve_reproduces_measured_points_and_interpolates_across_k():
     assert objective.rho_limit(5) == pytest.approx(0.9)
 
 
+def test_between_positive_knots_the_curve_is_geometric_and_under_the_chord():
+    """y = 0.1·k·rho²: between knots 0.3 and 0.5 the prediction is y_a·(y_b/y_a)^t, below the straight chord and
+    within 7 % of the truth here; from the 0 knot (ratio 0) to the first positive one it is linear."""
+    objective = QualityCurves.fit(synthetic_table(), L).objective("structured", "device")
+    ya, yb = 0.1 * 6 * 0.09, 0.1 * 6 * 0.25
+    for t in (0.25, 0.5, 0.75):
+        rho = 0.3 + 0.2 * t
+        predicted, chord, truth = objective.loss(6, rho), ya + (yb - ya) * t, 0.1 * 6 * rho * rho
+        assert predicted == pytest.approx(ya * (yb / ya) ** t, rel=1e-12)
+        assert predicted < chord and abs(predicted / truth - 1) < 0.07
+    assert objective.loss(6, 0.05) == pytest.approx(0.5 * 0.1 * 6 * 0.01)  # linear from the dense knot
+    assert objective.loss(6, np.array([0.4]))[0] == pytest.approx(objective.loss(6, 0.4))
+
+
 def test_curve_is_monotone_in_rho_even_for_noisy_tables():
     table = synthetic_table(noise=0.05, seed=3)
     objective = QualityCurves.fit(table, L).objective("structured", "device")
