@@ -3,6 +3,17 @@
 from edgesplit.split.device_head import DeviceHead, check_split
 from edgesplit.split.edge_tail import EdgeTail
 from edgesplit.split.generation import split_generate
+from edgesplit.split.migrate import Migration, MovedSplit, move_split
 from edgesplit.split.session import SideSession, positions_from_mask
 
-__all__ = ["DeviceHead", "EdgeTail", "SideSession", "check_split", "positions_from_mask", "split_generate"]
+__all__ = [
+    "DeviceHead",
+    "EdgeTail",
+    "Migration",
+    "MovedSplit",
+    "SideSession",
+    "check_split",
+    "move_split",
+    "positions_from_mask",
+    "split_generate",
+]
