@@ -14,7 +14,7 @@ reported SNR the reward is computed at (the grid point, like a CQI report; same 
 SNRs (most recent first); the block's loss rate; the dropout probability ``p`` (0 unless
 ``channel_kind="dropout"``); CPU clock / 3.2 GHz; background load; previous split ``k / L``; with ``bits_options``,
 previous bits / 32. ``observation="paper"`` keeps the reference paper's two inputs: the channel parameter (the
-reported SNR, or ``p`` for dropout) and the previous split.
+reported SNR, or ``p`` for dropout) and the previous split. With ``switching``, both end with the context fraction.
 
 Actions: ``absolute`` — ``Discrete(L + 1)``, the split itself (``MultiDiscrete([L + 1, len(bits_options)])`` with
 ``bits_options``: split × activation bits of a ``digital`` channel); ``relative`` — the reference paper's moves,
@@ -31,6 +31,32 @@ nearest to the block's instantaneous SNR (fading included; clipped to the grid's
 every source, so surrogate, real and table sources score the same cells and a measured table is an exact oracle.
 Without a grid the reward uses the instantaneous SNR rounded to ``snr_resolution_db`` (surrogate and real sources
 only; a table source then fails with a message asking for a grid). The observation always shows the continuous SNR.
+
+Switching (``switching=True``; off by default, and then every reward, observation and action is as without it).
+Changing the split mid-generation costs a KV migration (:mod:`edgesplit.cost.switching`): the side that gains
+layers receives their KV cache for every past token. Block ``t`` starts with ``prompt_tokens + t · tokens_per_block``
+tokens in the cache (:meth:`SplitEnv.context_tokens`). Choosing ``k`` at block ``t ≥ 1`` after ``k_prev`` at block
+``t − 1`` costs::
+
+    switch_penalty = switch_latency_weight · stall_s + switch_energy_weight · ue_energy_j
+
+priced by :func:`edgesplit.cost.switch_costs` at the block's context, its reward setting's channel state (the same
+snapped SNR and loss the block's cost is priced at), the reward preset's device/edge/link and ``kv_bits``; the first
+block of an episode pays none (the session is opened at that split). ``info["reward"]`` is the block's reward minus
+the penalty, exactly (``info["base_reward"]`` is the part without it); ``info`` also carries ``switch_latency_s``,
+``switch_energy_j``, ``switch_penalty`` and ``context_tokens`` (zeros for the penalty terms with switching off).
+:meth:`SplitEnv.candidate_rewards` and :meth:`SplitEnv.analytic_rewards` subtract the penalty of reaching each
+candidate from the current previous split (so rules choosing on them, e.g. the greedy oracle, see it — myopically);
+:meth:`SplitEnv.switch_penalties` gives the whole ``[from, to]`` penalty matrix of a block, for planners
+(:mod:`rllib_env.hindsight`). The observation gains one last value, the context fraction
+``context_tokens / (prompt_tokens + episode_steps · tokens_per_block)`` in [0, 1] (both observation modes).
+
+Default weights: 1 reward per second of stall and 1 per UE joule — the weights the ``latency-energy`` preset puts on
+a request's latency and energy, so a stall is worth what request latency is worth. With the ``paper`` preset (no
+latency or energy term) they make a switch cost about a few layers' offload term: on smollm2-135m (30 layers, 3 KV
+heads × 64) over 5G NR 20 MHz at 14 dB, moving 3 layers at a 768-token context is a ~14.5 Mbit migration, a
+0.15 s stall (+0.03 J up to the edge), i.e. a penalty of 0.15–0.19, while each layer's offload term is 1/30 ≈ 0.033:
+a switch pays for itself only when the new split stays better for a few blocks.
 """
 
 from __future__ import annotations
@@ -43,7 +69,7 @@ import gymnasium as gym
 import numpy as np
 
 from edgesplit.channel import ChannelState, make_process
-from edgesplit.cost import get_device
+from edgesplit.cost import KV_BITS, SwitchCost, get_device, get_edge, get_link, switch_costs
 from edgesplit.reward import reward_preset
 from edgesplit.scenario import ChannelSetting
 from rllib_env.device_state import DeviceChain, DeviceChainConfig, DeviceState, RewardBook
@@ -106,6 +132,18 @@ class SplitEnvConfig:
     """Learner reward floor (``info["reward"]`` is never floored)."""
     reward_scale: float = 1.0
     """Learner reward scale."""
+    switching: bool = False
+    """Charge KV migration for split changes and observe the context length (see the module docstring)."""
+    prompt_tokens: int = 256
+    """Tokens in the KV cache at the first block (switching only; the reward presets price 256-token requests)."""
+    tokens_per_block: int = 16
+    """Tokens generated per fading block: block t starts at ``prompt_tokens + t · tokens_per_block`` (switching)."""
+    kv_bits: int = KV_BITS
+    """Bits per migrated KV element (switching only)."""
+    switch_latency_weight: float = 1.0
+    """Reward lost per second of migration stall (switching only; default: see the module docstring)."""
+    switch_energy_weight: float = 1.0
+    """Reward lost per joule of UE migration energy (switching only)."""
 
     def __post_init__(self) -> None:
         checks = {"channel_kind": ("awgn", "digital", "dropout"), "action": ("absolute", "relative"),
@@ -121,11 +159,22 @@ class SplitEnvConfig:
             raise ValueError("snr_grid_db must be None or hold at least one SNR")
         if not (self.snr_resolution_db > 0 and self.reward_scale > 0 and 0 <= self.p_switch_prob <= 1):
             raise ValueError("snr_resolution_db and reward_scale must be > 0 and p_switch_prob in [0, 1]")
+        self._check_switching()
         for p in self.p_values:
             ChannelSetting(kind="dropout", p=p)
         device = get_device(reward_preset(self.reward, **self.reward_overrides).device)  # bad preset fails here
         for f_hz in self.device.f_levels_hz:
             device.check_frequency(f_hz)
+
+    def _check_switching(self) -> None:
+        if self.prompt_tokens < 1 or self.tokens_per_block < 0:
+            raise ValueError(f"prompt_tokens must be >= 1 and tokens_per_block >= 0, got {self.prompt_tokens} and "
+                             f"{self.tokens_per_block}")
+        if not 1 <= self.kv_bits <= 32:
+            raise ValueError(f"kv_bits must be in 1..32, got {self.kv_bits}")
+        for name in ("switch_latency_weight", "switch_energy_weight"):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SplitEnvConfig:
@@ -168,8 +217,10 @@ class SplitEnv(gym.Env):
             raise ValueError(f"source describes {self.source.descriptor.num_layers} layers, model {c.model!r} has "
                              f"{self.num_layers}")
         self.book = RewardBook(self.reward_config, self.profile)
+        rc = self.reward_config
+        self.hardware = (get_device(rc.device), get_edge(rc.edge), get_link(rc.link))
         self.action_space = self._action_space()
-        size = 2 if c.observation == "paper" else 7 + c.history + (c.bits_options is not None)
+        size = (2 if c.observation == "paper" else 7 + c.history + (c.bits_options is not None)) + c.switching
         self.observation_space = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (size,), np.float32)
         self._state: ChannelState | None = None
 
@@ -205,13 +256,23 @@ class SplitEnv(gym.Env):
         quality = self.source.quality([k], [setting])[0]
         reward, feasible = reward_fn.rewards([k], [setting], *quality)
         cost = reward_fn.cost(k, setting)
-        info = {**self._block_info(), "k": k, "bits": bits, "reward": float(reward[0]), "feasible": bool(feasible[0]),
+        switch = self._switch_into(k)
+        penalty = self.penalty_of(switch)
+        total = float(reward[0]) - penalty
+        info = {**self._block_info(), "k": k, "bits": bits, "reward": total, "feasible": bool(feasible[0]),
                 "latency_s": cost.total_latency_s, "ue_energy_j": cost.ue_energy_j,
-                "log_ppl_ratio": float(quality[0]), "kl_nats": float(quality[1])}
-        learner_reward = self.config.reward_scale * max(float(reward[0]), self.config.reward_floor)
+                "log_ppl_ratio": float(quality[0]), "kl_nats": float(quality[1]), "base_reward": float(reward[0]),
+                "switch_latency_s": switch.latency_s if switch else 0.0,
+                "switch_energy_j": switch.ue_energy_j if switch else 0.0, "switch_penalty": penalty}
+        learner_reward = self.config.reward_scale * max(total, self.config.reward_floor)
         self._advance(k, bits)
         truncated = self.t >= self.config.episode_steps
         return self._observation(), learner_reward, False, truncated, info
+
+    def next_block(self) -> None:
+        """Move to the next block without choosing a split: only the exogenous channel and device states (and the
+        block counter) advance. For planners stepping a copy of the env (:mod:`rllib_env.hindsight`)."""
+        self._advance(self.prev_k, self.prev_bits)
 
     def _advance(self, k: int, bits: int) -> None:
         c = self.config
@@ -261,7 +322,8 @@ class SplitEnv(gym.Env):
 
     def candidate_rewards(self, source: RewardSource | None = None) -> dict[str, np.ndarray]:
         """Reward, feasibility, latency and energy of every (k, bits) for the current block (one query of
-        ``source``, by default the env's own)."""
+        ``source``, by default the env's own). ``reward`` and ``analytic`` include the switching penalty from the
+        previous split (``base_reward`` is the reward without it; ``switch_*`` its terms, zeros when none applies)."""
         table = self.action_table()
         settings = [self.setting(bits) for _, _, bits in table]
         ks = [k for _, k, _ in table]
@@ -269,19 +331,65 @@ class SplitEnv(gym.Env):
         quality = (source or self.source).quality(ks, settings)
         reward, feasible = reward_fn.rewards(ks, settings, quality[:, 0], quality[:, 1], quality[:, 2])
         costs = [reward_fn.cost(k, s) for k, s in zip(ks, settings, strict=True)]
-        return {"k": np.array(ks), "bits": np.array([b for _, _, b in table]), "reward": reward, "feasible": feasible,
-                "analytic": reward_fn.cost_terms(ks, settings)[0], "log_ppl_ratio": quality[:, 0],
-                "latency_s": np.array([x.total_latency_s for x in costs]),
-                "ue_energy_j": np.array([x.ue_energy_j for x in costs])}
+        switch = self._switch_columns(ks)
+        return {"k": np.array(ks), "bits": np.array([b for _, _, b in table]),
+                "reward": reward - switch["switch_penalty"], "base_reward": reward, "feasible": feasible,
+                "analytic": reward_fn.cost_terms(ks, settings)[0] - switch["switch_penalty"],
+                "log_ppl_ratio": quality[:, 0], "latency_s": np.array([x.total_latency_s for x in costs]),
+                "ue_energy_j": np.array([x.ue_energy_j for x in costs]), **switch}
 
     def analytic_rewards(self) -> dict[str, np.ndarray]:
-        """The cost part (offload, latency, energy) and feasibility of every (k, bits); never queries the source."""
+        """The cost part (offload, latency, energy, minus the switching penalty from the previous split) and
+        feasibility of every (k, bits); never queries the source."""
         table = self.action_table()
         settings = [self.setting(bits) for _, _, bits in table]
         ks = [k for _, k, _ in table]
         analytic, feasible = self.book(self.device_state).cost_terms(ks, settings)
-        return {"k": np.array(ks), "bits": np.array([b for _, _, b in table]), "analytic": analytic,
-                "feasible": feasible}
+        switch = self._switch_columns(ks)
+        return {"k": np.array(ks), "bits": np.array([b for _, _, b in table]),
+                "analytic": analytic - switch["switch_penalty"], "feasible": feasible, **switch}
+
+    # ---- switching --------------------------------------------------------------------------------------------
+    def context_tokens(self) -> int:
+        """Tokens in the KV cache when the current block starts: ``prompt_tokens + t · tokens_per_block``."""
+        return self.config.prompt_tokens + self.t * self.config.tokens_per_block
+
+    def switch_cost(self, k_from: int, k_to: int) -> SwitchCost:
+        """The KV migration from ``k_from`` to ``k_to`` at the start of the current block (its context, its reward
+        setting's channel state, the reward preset's hardware; see the module docstring)."""
+        device, edge, link = self.hardware
+        return switch_costs(self.profile, int(k_from), int(k_to), device, edge, link, self.setting().state(),
+                            self.context_tokens(), self.config.kv_bits)
+
+    def penalty_of(self, switch: SwitchCost | None) -> float:
+        """Reward lost to a switch: ``switch_latency_weight · stall_s + switch_energy_weight · ue_energy_j``."""
+        if switch is None:
+            return 0.0
+        c = self.config
+        return c.switch_latency_weight * switch.latency_s + c.switch_energy_weight * switch.ue_energy_j
+
+    def _switch_into(self, k: int) -> SwitchCost | None:
+        """The switch that choosing ``k`` now costs; None when switching is off or on the first block."""
+        if not self.config.switching or self.t == 0:
+            return None
+        return self.switch_cost(self.prev_k, k)
+
+    def _switch_columns(self, ks: list[int]) -> dict[str, np.ndarray]:
+        switches = [self._switch_into(k) for k in ks]
+        return {"switch_latency_s": np.array([x.latency_s if x else 0.0 for x in switches]),
+                "switch_energy_j": np.array([x.ue_energy_j if x else 0.0 for x in switches]),
+                "switch_penalty": np.array([self.penalty_of(x) for x in switches])}
+
+    def switch_penalties(self) -> np.ndarray:
+        """``[n, n]`` over :meth:`action_table` rows: the penalty of moving from row i's split (previous block) to
+        row j's at the current block, whatever the block (the env itself charges none at t = 0); zeros with
+        switching off. What a planner over the whole trace needs (:mod:`rllib_env.hindsight`)."""
+        ks = [k for _, k, _ in self.action_table()]
+        if not self.config.switching:
+            return np.zeros((len(ks), len(ks)))
+        distinct = sorted(set(ks))
+        by_pair = {(a, b): self.penalty_of(self.switch_cost(a, b)) for a in distinct for b in distinct}
+        return np.array([[by_pair[(a, b)] for b in ks] for a in ks])
 
     def action_for(self, k: int, bits: int | None = None) -> Any:
         """The action that picks split ``k`` (and ``bits``) from the current block (relative moves are clipped)."""
@@ -296,7 +404,8 @@ class SplitEnv(gym.Env):
         p = self.p if self.config.channel_kind == "dropout" else 0.0
         return {"t": self.t, "snr_db": float(self._state.snr_db), "reward_snr_db": self.reward_snr_db(),
                 "loss_rate": float(self._state.loss_rate), "p": p,
-                "f_hz": self.device_state.f_hz, "load": self.device_state.load, "prev_k": self.prev_k}
+                "f_hz": self.device_state.f_hz, "load": self.device_state.load, "prev_k": self.prev_k,
+                "context_tokens": self.context_tokens()}
 
     def _observation(self) -> np.ndarray:
         c, state = self.config, self._state
@@ -310,6 +419,8 @@ class SplitEnv(gym.Env):
                       self.device_state.f_hz / F_SCALE_HZ, self.device_state.load, prev]
             if c.bits_options is not None:
                 values.append(self.prev_bits / 32.0)
+        if c.switching:
+            values.append(self.context_tokens() / (c.prompt_tokens + c.episode_steps * c.tokens_per_block))
         return np.clip(np.asarray(values, dtype=np.float32), -OBS_BOUND, OBS_BOUND)
 
 

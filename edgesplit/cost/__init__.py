@@ -6,6 +6,7 @@ cost = split_costs(profile, k=4, device=get_device("phone-soc"), edge=get_edge("
                    link=get_link("5g-nr-20mhz"), channel_state=ChannelState(mean_snr_db=10.0),
                    tokens=128, bits=8)
 cost.total_latency_s, cost.ue_energy_j, cost.feasible
+switch = switch_costs(profile, 4, 2, device, edge, link, channel_state, context_tokens=512)  # KV migration
 """
 
 from edgesplit.cost.config_arch import SUPPORTED_FAMILIES, ConfigArch, arch_from_config
@@ -32,11 +33,19 @@ from edgesplit.cost.split_cost import (
     sweep_split_costs,
     uplink_rate_bps,
 )
+from edgesplit.cost.switching import (
+    KV_BITS,
+    SwitchCost,
+    kv_migration_bits,
+    kv_migration_elements,
+    switch_costs,
+)
 
 __all__ = [
     "DEVICE_PRESETS",
     "EDGE_PRESETS",
     "FLOAT_BITS",
+    "KV_BITS",
     "LINK_PRESETS",
     "PHASES",
     "SCALE_BITS_PER_TOKEN",
@@ -48,13 +57,17 @@ __all__ = [
     "LinkProfile",
     "ModelProfile",
     "SplitCost",
+    "SwitchCost",
     "arch_from_config",
     "expected_transmissions",
     "get_device",
     "get_edge",
     "get_link",
     "hidden_payload_bits",
+    "kv_migration_bits",
+    "kv_migration_elements",
     "split_costs",
     "sweep_split_costs",
+    "switch_costs",
     "uplink_rate_bps",
 ]

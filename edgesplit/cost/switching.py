@@ -1,0 +1,192 @@
+"""The price of changing the split point mid-generation: KV migration between the UE and the edge.
+
+from edgesplit.cost import switch_costs
+cost = switch_costs(profile, 12, 8, device, edge, link, ChannelState(mean_snr_db=10.0), context_tokens=512)
+cost.direction, cost.latency_s, cost.ue_energy_j
+
+Protocol (the one :mod:`edgesplit.split.migrate` runs). The side that gains layers needs their KV cache for every
+past token; nothing is recomputed:
+
+- ``k → k' < k`` (``direction = "uplink"``): the UE sends the KV entries of layers ``[k', k)`` to the edge;
+- ``k → k' > k`` (``direction = "downlink"``): the edge sends the KV entries of layers ``[k, k')`` to the UE;
+- ``k' = k`` (``direction = "none"``): nothing moves and the switch costs 0.
+
+Elements moved per sequence: ``Σ`` over the moved layers of ``kv_elements_per_token`` (``2 · kv_heads · head_dim``)
+× the positions that layer's cache holds — ``context_tokens``, or the window of a sliding-window layer (the
+convention of :meth:`ModelProfile.kv_cache_bytes`). For full-attention models this is exactly
+``2 · num_kv_heads · head_dim · |k' − k| · context_tokens``.
+
+Wire format, as :mod:`edgesplit.cost.split_cost` prices hidden states: ``bits_per_element`` of 16 or 32 are float
+casts; any other width is integer quantisation with one float32 scale per cached K or V vector (one per layer, per
+token, per K/V). The migration is one message cut into packets of at most ``link.max_packet_payload_bits``, each
+with ``link.header_bits`` of overhead (:meth:`LinkProfile.on_air_bits`); a switch with nothing to move (``k' = k``
+or an empty context) sends nothing.
+
+Radio, with the machinery of :func:`~edgesplit.cost.split_costs`:
+
+- uplink: rate :func:`~edgesplit.cost.uplink_rate_bps` at the channel state's instantaneous SNR and ``tx_power_w``
+  (default the link's reference power); time ``on_air_bits / rate · expected_transmissions(loss_rate)`` (ARQ,
+  independent per-packet erasures, free ACKs);
+- downlink: time ``on_air_bits / link.downlink_rate_bps``, reliable (split_costs treats the downlink so too).
+
+Latency (the stall): the transfer time of the migration; generation at the new split waits for it. UE energy:
+``tx_power_w · uplink_s`` — the UE's transmit energy. UE receive energy is **not modelled** (neither
+:class:`DeviceProfile` nor :class:`LinkProfile` has a receive-power term, and split_costs leaves the downlink's out
+too), so a downlink migration costs the UE no energy here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edgesplit.channel.state import ChannelState
+from edgesplit.cost.hardware import DeviceProfile, EdgeProfile, LinkProfile
+from edgesplit.cost.model_profile import ModelProfile
+from edgesplit.cost.split_cost import (
+    FLOAT_BITS,
+    SCALE_BITS_PER_TOKEN,
+    _check_bits,
+    _check_power,
+    expected_transmissions,
+    uplink_rate_bps,
+)
+
+DIRECTIONS: tuple[str, ...] = ("none", "uplink", "downlink")
+KV_BITS = 16
+"""Default bits per migrated KV element (a float16 cast)."""
+
+
+@dataclass(frozen=True)
+class SwitchCost:
+    """Cost of one KV migration from split ``k_from`` to ``k_to`` (see the module docstring)."""
+
+    k_from: int
+    """Split before the switch."""
+    k_to: int
+    """Split after the switch."""
+    direction: str
+    """``"uplink"`` (k decreases: UE → edge), ``"downlink"`` (k increases: edge → UE) or ``"none"``."""
+    layers_moved: int
+    """``|k_to − k_from|``."""
+    context_tokens: int
+    """Past tokens whose KV entries move."""
+    kv_elements: int
+    """KV-cache elements moved (per sequence)."""
+    bits_per_element: int
+    """Bits per KV element on the wire."""
+    uplink_bits: int
+    """Uplink bits per attempt: data, quantisation scales and packet headers (0 unless direction is uplink)."""
+    downlink_bits: int
+    """Downlink bits: data, quantisation scales and packet headers (0 unless direction is downlink)."""
+    tx_power_w: float
+    """UE transmit power used on the uplink."""
+    uplink_rate_bps: float
+    """Shannon rate of the uplink for this channel state and power."""
+    uplink_s: float
+    """Expected uplink time, ARQ retransmissions included."""
+    downlink_s: float
+    """Downlink time."""
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        times = (self.uplink_s, self.downlink_s)
+        if any(t < 0 or not math.isfinite(t) for t in times):
+            raise ValueError(f"transfer times must be finite and >= 0, got {times}")
+
+    @property
+    def latency_s(self) -> float:
+        """Stall of the switch: the migration's transfer time (no recomputation, no compute)."""
+        return self.uplink_s + self.downlink_s
+
+    @property
+    def ue_energy_j(self) -> float:
+        """UE energy: ``tx_power_w · uplink_s`` (receive energy is not modelled, see the module docstring)."""
+        return self.tx_power_w * self.uplink_s
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat dict with the derived totals (for DataFrames and JSON)."""
+        return {**asdict(self), "latency_s": self.latency_s, "ue_energy_j": self.ue_energy_j}
+
+
+def _check_context(context_tokens: int) -> None:
+    if isinstance(context_tokens, bool) or not isinstance(context_tokens, int) or context_tokens < 0:
+        raise ValueError(f"context_tokens must be an integer >= 0, got {context_tokens!r}")
+
+
+def kv_migration_elements(model_profile: ModelProfile, k_from: int, k_to: int, context_tokens: int) -> int:
+    """KV-cache elements that move when the split changes from ``k_from`` to ``k_to`` (per sequence)."""
+    model_profile.check_split(k_from)
+    model_profile.check_split(k_to)
+    _check_context(context_tokens)
+    low, high = sorted((k_from, k_to))
+    return sum(layer.kv_elements_per_token * layer.attended(context_tokens) for layer in model_profile.layers[low:high])
+
+
+def kv_migration_bits(model_profile: ModelProfile, k_from: int, k_to: int, context_tokens: int,
+                      bits: int = KV_BITS) -> int:
+    """Data bits of the migration: elements · bits, plus one float32 scale per K or V vector for integer widths."""
+    _check_bits(bits)
+    return _data_bits(model_profile, k_from, k_to, context_tokens, bits,
+                      kv_migration_elements(model_profile, k_from, k_to, context_tokens))
+
+
+def _data_bits(model_profile: ModelProfile, k_from: int, k_to: int, context_tokens: int, bits: int,
+               elements: int) -> int:
+    if bits in FLOAT_BITS:
+        return elements * bits
+    low, high = sorted((k_from, k_to))
+    vectors = sum(2 * layer.attended(context_tokens) for layer in model_profile.layers[low:high])
+    return elements * bits + vectors * SCALE_BITS_PER_TOKEN
+
+
+def switch_costs(
+    model_profile: ModelProfile,
+    k_from: int,
+    k_to: int,
+    device: DeviceProfile,
+    edge: EdgeProfile,
+    link: LinkProfile,
+    channel_state: ChannelState,
+    context_tokens: int,
+    bits: int = KV_BITS,
+    *,
+    tx_power_w: float | None = None,
+) -> SwitchCost:
+    """Stall, UE energy and bits of migrating the KV cache from split ``k_from`` to ``k_to`` (module docstring).
+
+    ``device`` and ``edge`` are taken as :func:`~edgesplit.cost.split_costs` takes them, but the price does not
+    depend on them today: a migration runs no compute, and neither profile models receive energy.
+    ``tx_power_w`` defaults to the link's reference power.
+    """
+    del device, edge  # see the docstring: part of the cost model's signature, no term uses them yet
+    _check_bits(bits)
+    elements = kv_migration_elements(model_profile, k_from, k_to, context_tokens)
+    data_bits = _data_bits(model_profile, k_from, k_to, context_tokens, bits, elements)
+    p_w = link.tx_power_w if tx_power_w is None else tx_power_w
+    _check_power(p_w)
+    rate = uplink_rate_bps(link, channel_state, p_w)
+    direction = "none" if k_to == k_from else ("uplink" if k_to < k_from else "downlink")
+    on_air = link.on_air_bits(data_bits) if data_bits > 0 else 0
+    up_bits = on_air if direction == "uplink" else 0
+    down_bits = on_air if direction == "downlink" else 0
+    return SwitchCost(
+        k_from=k_from,
+        k_to=k_to,
+        direction=direction,
+        layers_moved=abs(k_to - k_from),
+        context_tokens=context_tokens,
+        kv_elements=elements,
+        bits_per_element=bits,
+        uplink_bits=up_bits,
+        downlink_bits=down_bits,
+        tx_power_w=p_w,
+        uplink_rate_bps=rate,
+        uplink_s=up_bits / rate * expected_transmissions(channel_state.loss_rate),
+        downlink_s=down_bits / link.downlink_rate_bps,
+    )
+
+
+__all__ = ["DIRECTIONS", "KV_BITS", "SwitchCost", "kv_migration_bits", "kv_migration_elements", "switch_costs"]
