@@ -21,6 +21,15 @@ Printed figures (the issue's bars):
 3. the model-based policy against the best fixed split and the Neurosurgeon-style cost-only rule (bar: beats both).
 Outputs under ``--out``: summary.csv, steps.parquet, splits.png, rewards.png, reward_vs_real_evaluations.png,
 mbrl_rounds.parquet, model_free_curve.parquet, bars.json, mbrl/ and model_free/ checkpoints.
+
+Across seeds (``--seeds 0-9``; :mod:`rllib_env.seeds`): per seed a different initial design, training and held-out
+trace set; the model-based policy, the **surrogate-greedy** policy (argmax of the loop's final surrogate, same real
+evaluations, no RL), the greedy oracle and the rules, and model-free PPO on the first seed (``--model-free``). Prints
+mean and worst seed; writes seeds.parquet, seed_table.csv and config.json. ``--switching`` prices changing k during
+a generation (KV migration, :mod:`edgesplit.cost.switching`) and adds the hindsight optimum (dynamic programming over
+the whole trace, :mod:`rllib_env.hindsight`). The truth's seeds (independent noise draws per cell) are pooled into
+one expected-quality cell each (:func:`surrogate.dataset.pool_seeds`; ``--no-pool-seeds`` keeps the first draw only),
+and the counted replay serves the same pooled cells.
 """
 
 from __future__ import annotations
@@ -36,10 +45,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rllib_env.compare import CompareConfig, compare  # noqa: E402
-from rllib_env.registry import describe, real_oracle  # noqa: E402
+from rllib_env.registry import describe, real_oracle, replay_oracle  # noqa: E402
 from rllib_env.sources import TableRewardSource  # noqa: E402
 from rllib_env.split_env import DEFAULT_PROCESS  # noqa: E402
-from surrogate.dataset import load_cells  # noqa: E402
+from surrogate.dataset import load_cells, pool_seeds  # noqa: E402
 
 
 def parse() -> argparse.Namespace:
@@ -55,13 +64,33 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--mf-iterations", type=int, default=None, help="model-free PPO iterations")
     parser.add_argument("--out", type=Path, default=Path("runs/mbrl_vs_modelfree"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None, help="multi-seed mode: e.g. 0-9 or 0,3,5 (see the module docstring)")
+    parser.add_argument("--model-free", choices=("none", "first", "all"), default="first",
+                        help="multi-seed mode: model-free PPO on no seed, the first seed or every seed")
+    parser.add_argument("--switching", action="store_true", help="price changing k mid-generation (KV migration)")
+    parser.add_argument("--sensitivity", type=Path, default=None,
+                        help="a sensitivity profile JSON (edgesplit sensitivity) for the surrogate's KL feature")
+    parser.add_argument("--pool-seeds", action=argparse.BooleanOptionalAction, default=True,
+                        help="pool the truth's noise seeds per cell (expected quality) or keep seed 0 only")
     return parser.parse_args()
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-9`` or ``0,3,5``."""
+    try:
+        if "-" in text:
+            low, high = (int(v) for v in text.split("-"))
+            return list(range(low, high + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"--seeds: {text!r} is not a range like 0-9 or a list like 0,3,5") from None
 
 
 def main() -> None:
     args = parse()
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
     table = load_cells(args.truth)
+    table = pool_seeds(table) if args.pool_seeds else table[table["seed"] == table["seed"].min()]
     model = str(table["model"].iloc[0])
     config_file = args.truth / "config.json"
     settings = json.loads(config_file.read_text())["config"] if config_file.is_file() else {}
@@ -70,14 +99,23 @@ def main() -> None:
     spec = {"table": str(args.truth)} if real == "table" else {
         "model": model, "corpus": settings.get("corpus", "wikitext2"), "tokens": settings.get("tokens", 1024),
         "context": settings.get("context", 256)}
-    oracle = real_oracle(spec, model)
+    oracle = replay_oracle(table) if real == "table" else real_oracle(spec, model)
     config = CompareConfig.quick(args.seed) if args.quick else CompareConfig(seed=args.seed)
     if args.budget is not None:
         config = replace(config, mbrl=replace(config.mbrl, budget=args.budget))
     if args.mf_iterations is not None:
         config = replace(config, mf_iterations=args.mf_iterations)
     env_config = {"model": model, "reward": args.reward, "snr_grid_db": list(truth.snr_grid_db),
-                  "process": "gauss_markov", "process_params": DEFAULT_PROCESS, "episode_steps": 64}
+                  "process": "gauss_markov", "process_params": DEFAULT_PROCESS, "episode_steps": 64,
+                  "switching": args.switching}
+    if args.sensitivity is not None:
+        from surrogate.sensitivity import SensitivityProfile
+
+        profile = {model: SensitivityProfile.load(args.sensitivity)}
+        config = replace(config, mbrl=replace(config.mbrl, sensitivity=profile))
+    if args.seeds is not None:
+        run_seeds(oracle, truth, env_config, config, args, real)
+        return
     print(f"model {model}, reward {args.reward}, real evaluations from {real}, SNR grid {list(truth.snr_grid_db)} dB",
           flush=True)
     start = time.perf_counter()
@@ -85,6 +123,39 @@ def main() -> None:
     print("\n" + result.table())
     report(result.bars(), result.evaluations, table, real, time.perf_counter() - start)
     print(f"\nsaved {args.out}")
+
+
+def run_seeds(oracle, truth, env_config: dict, config: CompareConfig, args, real: str) -> None:
+    """Multi-seed mode (module docstring): the per-seed lines, then mean and worst seed per policy."""
+    from rllib_env.seeds import SeedSweepConfig, seed_table, sweep_seeds
+
+    seeds = parse_seeds(args.seeds)
+    sweep = SeedSweepConfig(seeds=seeds, mbrl=config.mbrl, traces=config.traces, model_free=args.model_free,
+                            mf_iterations=config.mf_iterations, overrides=config.overrides)
+    print(f"{len(seeds)} seeds {seeds}, budget {config.mbrl.budget} real evaluations, {config.traces} held-out traces "
+          f"each, switching {'on' if args.switching else 'off'}, sensitivity feature "
+          f"{'on' if config.mbrl.sensitivity else 'off'}, real evaluations from {real}", flush=True)
+    start = time.perf_counter()
+    frame = sweep_seeds(oracle, truth, env_config, sweep, args.out)
+    wall = time.perf_counter() - start
+    table = seed_table(frame)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "seed_table.csv", index=False)
+    print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    rows = table.set_index("policy")
+    mb = rows.loc["mbrl"]
+    print(f"\n1. model-based: mean {mb['pct_oracle_mean']:.1f}%, worst seed {mb['worst_seed']} "
+          f"{mb['pct_oracle_worst']:.1f}% of the greedy oracle, <= {mb['real_evaluations_max']:.0f} real evaluations "
+          f"[bar: >= 95% on every seed, <= 25 evaluations]; surrogate-greedy mean "
+          f"{rows.loc['surrogate-greedy', 'pct_oracle_mean']:.1f}%, worst "
+          f"{rows.loc['surrogate-greedy', 'pct_oracle_worst']:.1f}%")
+    if args.switching:
+        beats = frame.pivot(index="seed", columns="policy", values="mean_reward")
+        wins = int((beats["mbrl"] > beats["greedy-oracle"]).sum())
+        print(f"2. switching: model-based beats the greedy oracle on {wins} of {len(beats)} seeds; "
+              f"{mb['pct_hindsight_mean']:.1f}% of the hindsight optimum on average, worst "
+              f"{mb['pct_hindsight_worst']:.1f}% [bar: beats greedy, >= 90% of hindsight on every seed]")
+    print(f"total wall time {wall:.0f} s for {len(seeds)} seeds; saved {args.out}")
 
 
 def report(bars: dict, evaluations, table, real: str, wall_s: float) -> None:

@@ -85,10 +85,15 @@ class CostOnlyRule:
 
 
 def rule_policies(env: SplitEnv, seed: int = 0) -> dict[str, tuple[Callable, dict]]:
-    """Oracle, random, cost-only and every feasible fixed split for ``env``'s model and reward."""
+    """Oracle, random, cost-only and every feasible fixed split for ``env``'s model and reward; with switching
+    costs also the hindsight optimum (:class:`~rllib_env.hindsight.HindsightOracle`)."""
     policies: dict[str, tuple[Callable, dict]] = {"greedy-oracle": (GreedyOracle(), {}),
                                                    "random": (RandomSplit(seed), {}),
                                                    "neurosurgeon": (CostOnlyRule(), {})}
+    if env.config.switching:
+        from rllib_env.hindsight import HindsightOracle
+
+        policies["hindsight"] = (HindsightOracle(), {})
     for k in range(env.low_k, env.high_k + 1):
         policies[f"fixed-k{k}"] = (FixedSplit(k), {})
     return policies

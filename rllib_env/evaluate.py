@@ -50,7 +50,13 @@ def oracle_choice(env: SplitEnv) -> tuple[float, int]:
 
 
 def rollout(policy: PolicyFn, env: SplitEnv, seeds: Sequence[int], with_oracle: bool = True) -> pd.DataFrame:
-    """One row per block of every trace: the state, the choice, its reward and costs (and the oracle's reward)."""
+    """One row per block of every trace: the state, the choice, its reward and costs (and the oracle's reward).
+
+    With switching costs the per-block oracle depends on the previous split, so a per-block figure beside another
+    policy's choices means nothing: ``oracle_reward`` is left NaN and :func:`summarize` takes the references from
+    the ``greedy-oracle`` and ``hindsight`` policies' own rollouts on the same traces.
+    """
+    with_oracle = with_oracle and not env.config.switching
     rows = []
     for seed in seeds:
         obs, _ = env.reset(seed=int(seed))
@@ -59,7 +65,8 @@ def rollout(policy: PolicyFn, env: SplitEnv, seeds: Sequence[int], with_oracle: 
             obs, _, terminated, truncated, info = env.step(policy(env, obs))
             rows.append({"trace": int(seed), **{k: info[k] for k in (
                 "t", "snr_db", "reward_snr_db", "loss_rate", "p", "f_hz", "load", "k", "bits", "reward", "feasible",
-                "latency_s", "ue_energy_j", "log_ppl_ratio")}, "oracle_reward": oracle[0], "oracle_k": oracle[1]})
+                "latency_s", "ue_energy_j", "log_ppl_ratio", "base_reward", "switch_penalty")},
+                         "oracle_reward": oracle[0], "oracle_k": oracle[1]})
             if terminated or truncated:
                 break
     return pd.DataFrame(rows)
@@ -71,28 +78,47 @@ def evaluate_policies(policies: dict[str, tuple[PolicyFn, dict[str, Any]]], env_
 
     ``policies`` maps a name to (policy function, env-config overrides for that policy — e.g. relative actions).
     """
-    frames = []
+    frames, oracle = [], None
     for name, (policy, overrides) in policies.items():
         config = SplitEnvConfig.from_dict({**env_config, **overrides})
-        steps = rollout(policy, SplitEnv(config, source=source), seeds)
+        # the per-block oracle does not depend on the policy (the blocks are exogenous): computed once, then joined
+        steps = rollout(policy, SplitEnv(config, source=source), seeds, with_oracle=oracle is None)
+        if oracle is None:
+            oracle = steps[["trace", "t", "oracle_reward", "oracle_k"]]
+        else:
+            steps = steps.drop(columns=["oracle_reward", "oracle_k"]).merge(oracle, on=["trace", "t"], how="left")
         frames.append(steps.assign(policy=name))
     steps = pd.concat(frames, ignore_index=True)
     return steps, summarize(steps)
 
 
+REFERENCE_POLICIES = ("greedy-oracle", "hindsight")
+"""Policies whose own mean reward is the reference when per-block oracle rewards are not recorded (switching)."""
+
+
 def summarize(steps: pd.DataFrame) -> pd.DataFrame:
-    """Per-policy metrics (see the module docstring), best mean reward first."""
+    """Per-policy metrics (see the module docstring), best mean reward first.
+
+    Without per-block oracle rewards (switching costs) ``oracle_reward`` is the ``greedy-oracle`` policy's mean
+    reward on the same traces; with a ``hindsight`` policy evaluated too, ``pct_hindsight`` = 100 · mean / its mean.
+    """
+    means = steps.groupby("policy")["reward"].mean()
+    per_block = steps["oracle_reward"].notna().all()
     rows = []
     for name, group in steps.groupby("policy", sort=False):
         switches = group.groupby("trace")["k"].apply(lambda k: float((k.diff().fillna(0) != 0).mean())).mean()
-        oracle = float(group["oracle_reward"].mean())
+        oracle = float(group["oracle_reward"].mean()) if per_block else float(means.get("greedy-oracle", np.nan))
         mean = float(group["reward"].mean())
         rows.append({"policy": name, "mean_reward": mean, "oracle_reward": oracle, "regret": oracle - mean,
                      "pct_oracle": 100.0 * mean / oracle if oracle > 0 else np.nan,
                      "log_ppl_ratio": float(group["log_ppl_ratio"].mean()),
                      "latency_s": float(group["latency_s"].mean()), "ue_energy_j": float(group["ue_energy_j"].mean()),
                      "feasible_pct": 100.0 * float(group["feasible"].mean()), "mean_k": float(group["k"].mean()),
-                     "switch_rate": switches, "blocks": len(group)})
+                     "switch_rate": switches, "blocks": len(group),
+                     "switch_penalty": float(group["switch_penalty"].mean())})
+        if "hindsight" in means:
+            rows[-1]["hindsight_reward"] = float(means["hindsight"])
+            rows[-1]["pct_hindsight"] = 100.0 * mean / means["hindsight"] if means["hindsight"] > 0 else np.nan
     summary = pd.DataFrame(rows)
     if "random" in set(summary["policy"]):
         random = float(summary.loc[summary["policy"] == "random", "mean_reward"].iloc[0])
@@ -144,5 +170,5 @@ def heldout_reward(policy: PolicyFn, env_config: dict[str, Any], source: RewardS
     return float(rollout(policy, env, seeds, with_oracle=False)["reward"].mean())
 
 
-__all__ = ["HELDOUT_SEED", "PolicyFn", "evaluate_policies", "heldout_reward", "heldout_seeds", "oracle_choice",
-           "rollout", "summarize", "write_evaluation"]
+__all__ = ["HELDOUT_SEED", "REFERENCE_POLICIES", "PolicyFn", "evaluate_policies", "heldout_reward", "heldout_seeds",
+           "oracle_choice", "rollout", "summarize", "write_evaluation"]

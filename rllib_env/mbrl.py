@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,9 @@ class MbrlConfig:
     """Safety stop when the policy keeps choosing cells already evaluated."""
     surrogate_config: Any = None
     """Ensemble config: None (defaults), a dict, an EnsembleConfig or the Tune driver's best-config JSON path."""
+    sensitivity: Any = None
+    """Sensitivity profiles ``{model: SensitivityProfile}`` (:mod:`surrogate.sensitivity`, one clean forward +
+    backward pass, no cell evaluated): the surrogate and the initial design then use the first-order KL feature."""
     seed: int = 0
     """Seed of the design, the surrogate and PPO."""
 
@@ -133,7 +136,7 @@ def candidate_cells(env: SplitEnv) -> list[tuple[int, ChannelSetting]]:
             if not lossless(k, s, env.num_layers)]
 
 
-def initial_design(env: SplitEnv, count: int, seed: int) -> list[tuple[int, ChannelSetting]]:
+def initial_design(env: SplitEnv, count: int, seed: int, sensitivity: Any = None) -> list[tuple[int, ChannelSetting]]:
     """``count`` space-filling candidate cells (greedy maximin over standardised surrogate features)."""
     from surrogate.active import space_filling
     from surrogate.features import FeatureScaler, feature_matrix
@@ -141,19 +144,18 @@ def initial_design(env: SplitEnv, count: int, seed: int) -> list[tuple[int, Chan
     cells = candidate_cells(env)
     if count > len(cells):
         raise ValueError(f"initial design of {count} cells exceeds the {len(cells)} candidate cells")
-    raw = feature_matrix(cell_frame(env.source.descriptor, cells))
+    raw = feature_matrix(cell_frame(env.source.descriptor, cells), sensitivity)
     picks = space_filling(FeatureScaler.fit(raw).transform(raw), count, seed)
     return [cells[i] for i in picks]
 
 
-def fit_surrogate(labelled: pd.DataFrame, config: Any, seed: int) -> Any:
-    """A fresh deep ensemble fitted on the real evaluations so far."""
-    from dataclasses import replace
+def fit_surrogate(labelled: pd.DataFrame, config: Any, seed: int, sensitivity: Any = None) -> Any:
+    """A fresh deep ensemble fitted on the real evaluations so far (with the sensitivity feature when given)."""
 
     from surrogate.fit import read_config
     from surrogate.model import QualitySurrogate
 
-    return QualitySurrogate(replace(read_config(config), seed=seed)).fit(labelled)
+    return QualitySurrogate(replace(read_config(config), seed=seed), sensitivity=sensitivity).fit(labelled)
 
 
 class MbrlLoop:
@@ -180,13 +182,14 @@ class MbrlLoop:
     def design(self) -> None:
         """Evaluate the initial design for real and fit the first surrogate."""
         self.real.tag = "design"
-        cells = initial_design(self.real_env, self.config.initial, self.config.seed)
+        cells = initial_design(self.real_env, self.config.initial, self.config.seed, self.config.sensitivity)
         self.real.quality([k for k, _ in cells], [s for _, s in cells])
         self.refit()
 
     def refit(self) -> None:
         """Fit the surrogate on every real evaluation and serve it to the training envs."""
-        self.surrogate = fit_surrogate(self.real.labelled(), self.config.surrogate_config, self.config.seed)
+        self.surrogate = fit_surrogate(self.real.labelled(), self.config.surrogate_config, self.config.seed,
+                                       self.config.sensitivity)
         self.source.set_model(self.surrogate, known=self.real.measured())
 
     def train(self, iterations: int, tag: str) -> None:
@@ -340,7 +343,9 @@ def _save(loop: MbrlLoop, out: str | Path, config: MbrlConfig, rounds: pd.DataFr
     out.mkdir(parents=True, exist_ok=True)
     loop.real.log_frame().to_parquet(out / "evaluations.parquet", index=False)
     rounds.to_parquet(out / "rounds.parquet", index=False)
-    info = {k: (v if isinstance(v, int | float | str) or v is None else str(v)) for k, v in asdict(config).items()}
+    info = {k: (v if isinstance(v, int | float | str) or v is None else str(v)) for k, v in asdict(
+        replace(config, sensitivity=None)).items()}
+    info["sensitivity"] = sorted(config.sensitivity) if config.sensitivity else None
     save_surrogate(loop.surrogate, out / "surrogate", extra={"mbrl": info, "real_evaluations": loop.spent,
                                                               "reward": loop.real_env.reward_config.to_dict()})
     return loop.trainer.save(out / "policy")

@@ -100,6 +100,50 @@ def add_targets(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+POOLED_SUMS = ("nll_sum", "clean_nll_sum", "scored_tokens")
+"""Columns that add up over the seeds of a cell."""
+POOLED_MEANS = ("kl_nats", "top1_agreement", "link_mse", "link_ber", "wall_s")
+"""Columns averaged over the seeds of a cell, weighted by scored tokens."""
+
+
+def pool_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: the rows of its seeds (independent channel-noise draws on the same text) pooled exactly.
+
+    Perplexities come from the summed NLLs (``exp(Σ nll / Σ tokens)``), so the pooled cell is what one evaluation of
+    ``seeds × tokens`` targets would give; KL, top-1 agreement (and the link statistics) are token-weighted means.
+    A measured table has one noise draw per seed: averaging them estimates the *expected* quality of a cell rather
+    than one draw's luck (on SmolLM2 at 25–30 dB the draw-to-draw spread of log(PPL/PPL0) is as large as the
+    differences between the best splits, see ``benchmarks/mbrl_vs_modelfree.py``). ``seed`` becomes the number of
+    seeds pooled (``pooled_seeds``) and is set to 0. Rows with fading (each seed draws its own block gain) are not
+    pooled: ValueError.
+    """
+    if "fading" in frame.columns and (frame["fading"].fillna("none") != "none").any():
+        raise ValueError("pool_seeds: rows with fading draw a block gain per seed; pool only fading='none' tables")
+    missing = [c for c in POOLED_SUMS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"pool_seeds needs the columns {missing} (a profiler cells table)")
+    measured = {*POOLED_SUMS, *POOLED_MEANS, "seed", "perplexity", "clean_perplexity", "log_ppl_ratio"}
+    keys = [c for c in frame.columns if c not in measured and not c.startswith("prefill_")
+            and c not in ("uplink_rate_bps", "device_memory_bytes", "feasible", "payload_bits_per_token")]
+    work = frame.copy()
+    weight = work["scored_tokens"].astype(float)
+    means = [c for c in POOLED_MEANS if c in work.columns]
+    for column in means:
+        work[column] = work[column].astype(float) * weight
+    grouped = work.groupby(keys, dropna=False, sort=False)
+    first = grouped.first()
+    sums = grouped[[*POOLED_SUMS, *means]].sum()
+    out = first.drop(columns=[c for c in (*POOLED_SUMS, *means) if c in first.columns]).join(sums)
+    for column in means:
+        out[column] = out[column] / out["scored_tokens"]
+    out["pooled_seeds"] = grouped.size()
+    out["seed"] = 0
+    out["perplexity"] = np.exp(out["nll_sum"] / out["scored_tokens"])
+    out["clean_perplexity"] = np.exp(out["clean_nll_sum"] / out["scored_tokens"])
+    out = out.drop(columns=["log_ppl_ratio"], errors="ignore").reset_index()
+    return out[[c for c in frame.columns if c in out.columns] + ["pooled_seeds"]]
+
+
 def cells_files(path: Path) -> list[Path]:
     """The ``cells.parquet`` files named by ``path`` (a file, or a directory searched recursively)."""
     path = Path(path)
