@@ -1,7 +1,17 @@
 """Model-based RL (surrogate PPO) against model-free PPO on the real LLM, with the baselines, on the built-in model.
 
     .venv/bin/python benchmarks/mbrl_vs_modelfree.py --quick               # ~10 min on 2 busy cores, indicative
-    .venv/bin/python benchmarks/mbrl_vs_modelfree.py --real llm            # the full run, real SmolLM2 evaluations
+    .venv/bin/python benchmarks/mbrl_vs_modelfree.py --real llm --no-pool-seeds   # real SmolLM2 evaluations
+    .venv/bin/python benchmarks/mbrl_vs_modelfree.py --real table --seeds 0-9 --model-free none   # the 10-seed bar
+    .venv/bin/python benchmarks/mbrl_vs_modelfree.py --real table --seeds 0-9 --model-free none --switching
+
+The default truth (``runs/surrogate_truth_awgn3``: every split × 0..30 dB, 3 noise seeds, 1,024 WikiText-2 tokens)
+and its sensitivity profile are measured once with::
+
+    edgesplit profile --channel awgn --snr-db 0:30:5 --corpus ../shared/data/wikitext-2-raw/wiki.test.raw \
+        --tokens 1024 --context 256 --seeds 3 --out runs/surrogate_truth_awgn3          # ~30 min on 2 cores
+    edgesplit sensitivity --model smollm2-135m --corpus ../shared/data/wikitext-2-raw/wiki.test.raw \
+        --tokens 1024 --context 256 --out runs/surrogate_truth_awgn3/sensitivity.json   # ~20 s
 
 The decision problem: SmolLM2-135M (30 layers) split over an AWGN uplink whose SNR follows a moving UE
 (Gauss–Markov distance, shadowing and correlated Rayleigh fading), the reward computed at the nearest SNR of the
@@ -57,7 +67,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--real", choices=("llm", "table"), default=None,
                         help="real evaluations from the LLM or a counted replay of --truth (default: llm; table "
                              "with --quick)")
-    parser.add_argument("--truth", type=Path, default=Path("runs/surrogate_truth_awgn"),
+    parser.add_argument("--truth", type=Path, default=Path("runs/surrogate_truth_awgn3"),
                         help="measured grid (cells.parquet or a directory) scoring every policy")
     parser.add_argument("--reward", default="paper", help="reward preset: paper or latency-energy")
     parser.add_argument("--budget", type=int, default=None, help="model-based real-evaluation budget")
@@ -69,7 +79,14 @@ def parse() -> argparse.Namespace:
                         help="multi-seed mode: model-free PPO on no seed, the first seed or every seed")
     parser.add_argument("--switching", action="store_true", help="price changing k mid-generation (KV migration)")
     parser.add_argument("--sensitivity", type=Path, default=None,
-                        help="a sensitivity profile JSON (edgesplit sensitivity) for the surrogate's KL feature")
+                        help="a sensitivity profile JSON (edgesplit sensitivity) for the surrogate's KL feature and "
+                             "the decisive initial design (default: sensitivity.json beside the truth, if there)")
+    parser.add_argument("--design", choices=("auto", "space-filling", "decisive"), default="auto",
+                        help="initial design of the model-based loop (auto: decisive with a sensitivity profile)")
+    parser.add_argument("--reward-floor", type=float, default=-2.0,
+                        help="learners' reward floor (a bounded learning signal; reported rewards are never floored)")
+    parser.add_argument("--final-iterations", type=int, default=30,
+                        help="PPO iterations on the final surrogate (surrogate queries cost no real evaluation)")
     parser.add_argument("--pool-seeds", action=argparse.BooleanOptionalAction, default=True,
                         help="pool the truth's noise seeds per cell (expected quality) or keep seed 0 only")
     return parser.parse_args()
@@ -99,6 +116,9 @@ def main() -> None:
     spec = {"table": str(args.truth)} if real == "table" else {
         "model": model, "corpus": settings.get("corpus", "wikitext2"), "tokens": settings.get("tokens", 1024),
         "context": settings.get("context", 256)}
+    if real == "llm" and "pooled_seeds" in table.columns and (table["pooled_seeds"] > 1).any():
+        raise SystemExit("--real llm evaluates one noise draw per cell, the truth pools several: use --real table "
+                         "(the counted replay of the same pooled cells) or --no-pool-seeds")
     oracle = replay_oracle(table) if real == "table" else real_oracle(spec, model)
     config = CompareConfig.quick(args.seed) if args.quick else CompareConfig(seed=args.seed)
     if args.budget is not None:
@@ -107,12 +127,18 @@ def main() -> None:
         config = replace(config, mf_iterations=args.mf_iterations)
     env_config = {"model": model, "reward": args.reward, "snr_grid_db": list(truth.snr_grid_db),
                   "process": "gauss_markov", "process_params": DEFAULT_PROCESS, "episode_steps": 64,
-                  "switching": args.switching}
-    if args.sensitivity is not None:
+                  "switching": args.switching, "reward_floor": args.reward_floor}
+    config = replace(config, mbrl=replace(config.mbrl, final_iterations=args.final_iterations))
+    sensitivity = args.sensitivity or (args.truth / "sensitivity.json" if args.truth.is_dir() else None)
+    if sensitivity is not None and sensitivity.is_file():
         from surrogate.sensitivity import SensitivityProfile
 
-        profile = {model: SensitivityProfile.load(args.sensitivity)}
-        config = replace(config, mbrl=replace(config.mbrl, sensitivity=profile))
+        profile = {model: SensitivityProfile.load(sensitivity)}
+        design = "decisive" if args.design == "auto" else args.design
+        config = replace(config, mbrl=replace(config.mbrl, sensitivity=profile, design=design))
+    elif args.design == "decisive":
+        raise SystemExit("--design decisive needs a sensitivity profile (--sensitivity, or sensitivity.json beside "
+                         "the truth; edgesplit sensitivity writes one)")
     if args.seeds is not None:
         run_seeds(oracle, truth, env_config, config, args, real)
         return

@@ -50,6 +50,9 @@ from rllib_env.train import PolicyTrainer
 from surrogate.active import REWARD_TARGET, probability_best, quality_args
 
 EXPLORATION = ("thompson", "ucb", "none")
+DESIGNS = ("space-filling", "decisive")
+DESIGN_TRACES = 16
+"""Training-distribution traces whose visited settings weight the decisive design (free: no quality asked)."""
 ROLLOUT_SEED = 500_000
 """First seed of the real rollouts (disjoint from training resets and from the held-out traces)."""
 
@@ -82,6 +85,11 @@ class MbrlConfig:
     """Safety stop when the policy keeps choosing cells already evaluated."""
     surrogate_config: Any = None
     """Ensemble config: None (defaults), a dict, an EnsembleConfig or the Tune driver's best-config JSON path."""
+    design: str = "space-filling"
+    """Initial design: ``space-filling`` (greedy maximin over the surrogate's features) or ``decisive`` (needs
+    ``sensitivity``): the cells whose prior reward — the first-order KL as the log-PPL ratio, no evaluation spent —
+    is nearest the best of their setting, settings taken in order of how often training traces visit them, and
+    settings where no lossy split can beat the lossless ones skipped (see :func:`decisive_design`)."""
     sensitivity: Any = None
     """Sensitivity profiles ``{model: SensitivityProfile}`` (:mod:`surrogate.sensitivity`, one clean forward +
     backward pass, no cell evaluated): the surrogate and the initial design then use the first-order KL feature."""
@@ -97,6 +105,8 @@ class MbrlConfig:
             raise ValueError("iterations_per_round, final_iterations and ucb_beta must be >= 0")
         if self.explore not in EXPLORATION or self.samples < 1:
             raise ValueError(f"explore must be one of {', '.join(EXPLORATION)} and samples >= 1")
+        if self.design not in DESIGNS or (self.design == "decisive" and not self.sensitivity):
+            raise ValueError(f"design must be one of {', '.join(DESIGNS)}; decisive needs sensitivity profiles")
 
 
 @dataclass
@@ -149,6 +159,59 @@ def initial_design(env: SplitEnv, count: int, seed: int, sensitivity: Any = None
     return [cells[i] for i in picks]
 
 
+def setting_visits(env: SplitEnv, traces: int, seed: int) -> Counter:
+    """How often ``traces`` fresh traces visit each channel setting (no reward is asked: the blocks are exogenous)."""
+    visits: Counter = Counter()
+    for i in range(traces):
+        env.reset(seed=seed * 7919 + i)
+        for _ in range(env.config.episode_steps):
+            visits[env.setting()] += 1
+            env.next_block()
+    return visits
+
+
+def decisive_design(env: SplitEnv, count: int, seed: int, sensitivity: Any) -> list[tuple[int, ChannelSetting]]:
+    """``count`` cells where the split decision is decided, chosen before any real evaluation.
+
+    Prior quality of a lossy cell: its first-order KL (:func:`surrogate.features.linearised_kl_of`) taken as the
+    log-PPL ratio — good at high SNR, optimistic at low SNR. Per setting the prior reward of every allowed split
+    (lossless ones exact) gives each lossy cell its gap to the setting's best; settings whose best prior lossy cell
+    does not beat the best lossless split are decided without measuring. The cells are then taken round-robin over
+    the remaining settings in order of their visits on :data:`DESIGN_TRACES` training traces, nearest-to-best
+    first, until ``count``.
+    """
+    from surrogate.features import linearised_kl_of
+
+    visits = setting_visits(env, DESIGN_TRACES, seed)
+    ks = list(range(env.low_k, env.high_k + 1))
+    queues = []
+    for setting, _ in visits.most_common():
+        lossy = [k for k in ks if not lossless(k, setting, env.num_layers)]
+        if not lossy:
+            continue
+        prior = linearised_kl_of(cell_frame(env.source.descriptor, [(k, setting) for k in lossy]), sensitivity)
+        reward_fn = env.book(env.device_state)
+        lossy_reward, feasible = reward_fn.rewards(lossy, [setting] * len(lossy), prior, prior, 1.0)
+        exact = [k for k in ks if k not in lossy]
+        exact_best = -np.inf
+        if exact:
+            exact_reward, exact_ok = reward_fn.rewards(exact, [setting] * len(exact), 0.0)
+            exact_best = float(np.max(np.where(exact_ok, exact_reward, -np.inf)))
+        order = [lossy[i] for i in np.argsort(-np.where(feasible, lossy_reward, -np.inf), kind="stable")
+                 if feasible[i]]
+        if order and np.max(lossy_reward[feasible]) > exact_best:
+            queues.append([(k, setting) for k in order])
+    cells: list[tuple[int, ChannelSetting]] = []
+    while len(cells) < count and any(queues):
+        for queue in queues:
+            if queue and len(cells) < count:
+                cells.append(queue.pop(0))
+    if len(cells) < count:  # every setting decided or exhausted: fill with the space-filling design
+        extra = [c for c in initial_design(env, min(count * 2, len(candidate_cells(env))), seed) if c not in cells]
+        cells.extend(extra[: count - len(cells)])
+    return cells
+
+
 def fit_surrogate(labelled: pd.DataFrame, config: Any, seed: int, sensitivity: Any = None) -> Any:
     """A fresh deep ensemble fitted on the real evaluations so far (with the sensitivity feature when given)."""
 
@@ -182,7 +245,10 @@ class MbrlLoop:
     def design(self) -> None:
         """Evaluate the initial design for real and fit the first surrogate."""
         self.real.tag = "design"
-        cells = initial_design(self.real_env, self.config.initial, self.config.seed, self.config.sensitivity)
+        if self.config.design == "decisive":
+            cells = decisive_design(self.real_env, self.config.initial, self.config.seed, self.config.sensitivity)
+        else:
+            cells = initial_design(self.real_env, self.config.initial, self.config.seed, self.config.sensitivity)
         self.real.quality([k for k, _ in cells], [s for _, s in cells])
         self.refit()
 
@@ -343,8 +409,8 @@ def _save(loop: MbrlLoop, out: str | Path, config: MbrlConfig, rounds: pd.DataFr
     out.mkdir(parents=True, exist_ok=True)
     loop.real.log_frame().to_parquet(out / "evaluations.parquet", index=False)
     rounds.to_parquet(out / "rounds.parquet", index=False)
-    info = {k: (v if isinstance(v, int | float | str) or v is None else str(v)) for k, v in asdict(
-        replace(config, sensitivity=None)).items()}
+    info = {k: (v if isinstance(v, int | float | str) or v is None else str(v)) for k, v in asdict(config).items()
+            if k != "sensitivity"}
     info["sensitivity"] = sorted(config.sensitivity) if config.sensitivity else None
     save_surrogate(loop.surrogate, out / "surrogate", extra={"mbrl": info, "real_evaluations": loop.spent,
                                                               "reward": loop.real_env.reward_config.to_dict()})

@@ -118,8 +118,8 @@ def sweep_seeds(real_oracle: Any, truth: TableRewardSource, env_config: dict[str
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             frame.to_parquet(out / "seeds.parquet", index=False)
-            info = {**asdict(replace(config, mbrl=replace(config.mbrl, sensitivity=None))),
-                    "sensitivity": bool(config.mbrl.sensitivity), "env_config": env_config}
+            info = {**asdict(config), "env_config": env_config}
+            info["mbrl"]["sensitivity"] = sorted(config.mbrl.sensitivity) if config.mbrl.sensitivity else None
             (out / "config.json").write_text(json.dumps(info, indent=2, default=str))
     return pd.concat(frames, ignore_index=True)
 

@@ -3,6 +3,7 @@ two-seed run of the loop with the surrogate-greedy row (tiny PPO budget on the s
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -74,10 +75,12 @@ def test_two_seeds_with_the_surrogate_greedy_row(ray_session, tmp_path):
     cells = _awgn()
     truth = TableRewardSource(cells, describe(MODEL_NAME))
     mbrl = MbrlConfig(budget=8, initial=4, per_round=2, iterations_first=1, iterations_per_round=1,
-                      final_iterations=0, rollout_traces=1)
+                      final_iterations=0, rollout_traces=1, design="decisive", sensitivity=_profile())
     config = SeedSweepConfig(seeds=(0, 1), mbrl=mbrl, traces=2, overrides=TINY)
     frame = sweep_seeds(replay_oracle(cells), truth, BASE, config, tmp_path, progress=False)
     assert set(frame["seed"]) == {0, 1} and (tmp_path / "seeds.parquet").is_file()
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["mbrl"]["design"] == "decisive" and written["mbrl"]["sensitivity"] == [MODEL_NAME]
     rows = frame.set_index(["seed", "policy"])
     for seed in (0, 1):
         assert 4 <= rows.loc[(seed, "mbrl"), "real_evaluations"] <= 8
@@ -87,3 +90,37 @@ def test_two_seeds_with_the_surrogate_greedy_row(ray_session, tmp_path):
     env = SplitEnv(BASE, source=truth)
     assert rollout(GreedyOracle(truth), env, trace_seeds(0, 1))["reward"].sum() == pytest.approx(
         rollout(GreedyOracle(), env, trace_seeds(0, 1))["reward"].sum())
+
+
+def _profile():
+    from surrogate.sensitivity import SensitivityProfile
+    from surrogate.synthetic import NUM_LAYERS
+
+    hump = [0.0] + [0.5 + float(np.sin(np.pi * k / NUM_LAYERS)) for k in range(1, NUM_LAYERS)] + [0.0]
+    return {MODEL_NAME: SensitivityProfile(model=MODEL_NAME, num_layers=NUM_LAYERS, iso=tuple(hump), diag=tuple(hump),
+                                           dir=tuple(0.1 * h for h in hump), absmax=tuple(10 * h for h in hump),
+                                           tokens=64, samples=1, seed=0)}
+
+
+def test_decisive_design_spends_nothing_and_follows_visits_and_prior():
+    from rllib_env.mbrl import candidate_cells, decisive_design, setting_visits
+    from rllib_env.sources import RealRewardSource, cell_frame
+    from surrogate.features import linearised_kl_of
+
+    cells = _awgn()
+    real = RealRewardSource(replay_oracle(cells), describe(MODEL_NAME))
+    env = SplitEnv(BASE, source=real)
+    design = decisive_design(env, 6, seed=0, sensitivity=_profile())
+    assert real.stats.llm_evaluations == 0 and real.stats.queries == 0  # chosen before any evaluation
+    assert len(design) == len(set(design)) == 6 and set(design) <= set(candidate_cells(env))
+    visits = setting_visits(env, 16, 0)
+    first = design[0][1]
+    # the first cell belongs to the most visited setting still undecided, and is its best prior lossy split
+    ranked = [s for s, _ in visits.most_common()]
+    assert ranked.index(first) <= ranked.index(design[1][1])
+    lossy = [k for k, s in candidate_cells(env) if s == first]
+    prior = linearised_kl_of(cell_frame(env.source.descriptor, [(k, first) for k in lossy]), _profile())
+    reward, ok = env.book(env.device_state).rewards(lossy, [first] * len(lossy), prior, prior, 1.0)
+    assert design[0][0] == lossy[int(np.argmax(np.where(ok, reward, -np.inf)))]
+    with pytest.raises(ValueError, match="decisive needs"):
+        MbrlConfig(design="decisive")
