@@ -170,7 +170,7 @@ def run_seeds(oracle, truth, env_config: dict, config: CompareConfig, args, real
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     rows = table.set_index("policy")
     mb = rows.loc["mbrl"]
-    print(f"\n1. model-based: mean {mb['pct_oracle_mean']:.1f}%, worst seed {mb['worst_seed']} "
+    print(f"\n1. model-based: mean {mb['pct_oracle_mean']:.1f}%, worst seed {int(mb['worst_seed'])} "
           f"{mb['pct_oracle_worst']:.1f}% of the greedy oracle, <= {mb['real_evaluations_max']:.0f} real evaluations "
           f"[bar: >= 95% on every seed, <= 25 evaluations]; surrogate-greedy mean "
           f"{rows.loc['surrogate-greedy', 'pct_oracle_mean']:.1f}%, worst "
