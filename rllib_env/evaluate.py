@@ -92,10 +92,6 @@ def evaluate_policies(policies: dict[str, tuple[PolicyFn, dict[str, Any]]], env_
     return steps, summarize(steps)
 
 
-REFERENCE_POLICIES = ("greedy-oracle", "hindsight")
-"""Policies whose own mean reward is the reference when per-block oracle rewards are not recorded (switching)."""
-
-
 def summarize(steps: pd.DataFrame) -> pd.DataFrame:
     """Per-policy metrics (see the module docstring), best mean reward first.
 
@@ -170,5 +166,5 @@ def heldout_reward(policy: PolicyFn, env_config: dict[str, Any], source: RewardS
     return float(rollout(policy, env, seeds, with_oracle=False)["reward"].mean())
 
 
-__all__ = ["HELDOUT_SEED", "REFERENCE_POLICIES", "PolicyFn", "evaluate_policies", "heldout_reward", "heldout_seeds",
+__all__ = ["HELDOUT_SEED", "PolicyFn", "evaluate_policies", "heldout_reward", "heldout_seeds",
            "oracle_choice", "rollout", "summarize", "write_evaluation"]

@@ -184,23 +184,20 @@ def decisive_design(env: SplitEnv, count: int, seed: int, sensitivity: Any) -> l
 
     visits = setting_visits(env, DESIGN_TRACES, seed)
     ks = list(range(env.low_k, env.high_k + 1))
+    reward_fn = env.book(env.device_state)
     queues = []
     for setting, _ in visits.most_common():
-        lossy = [k for k in ks if not lossless(k, setting, env.num_layers)]
-        if not lossy:
+        is_lossy = np.array([not lossless(k, setting, env.num_layers) for k in ks])
+        if not is_lossy.any():
             continue
-        prior = linearised_kl_of(cell_frame(env.source.descriptor, [(k, setting) for k in lossy]), sensitivity)
-        reward_fn = env.book(env.device_state)
-        lossy_reward, feasible = reward_fn.rewards(lossy, [setting] * len(lossy), prior, prior, 1.0)
-        exact = [k for k in ks if k not in lossy]
-        exact_best = -np.inf
-        if exact:
-            exact_reward, exact_ok = reward_fn.rewards(exact, [setting] * len(exact), 0.0)
-            exact_best = float(np.max(np.where(exact_ok, exact_reward, -np.inf)))
-        order = [lossy[i] for i in np.argsort(-np.where(feasible, lossy_reward, -np.inf), kind="stable")
-                 if feasible[i]]
-        if order and np.max(lossy_reward[feasible]) > exact_best:
-            queues.append([(k, setting) for k in order])
+        prior = np.zeros(len(ks))  # lossless splits are exact
+        lossy_cells = [(k, setting) for k in np.asarray(ks)[is_lossy].tolist()]
+        prior[is_lossy] = linearised_kl_of(cell_frame(env.source.descriptor, lossy_cells), sensitivity)
+        reward, feasible = reward_fn.rewards(ks, [setting] * len(ks), prior, prior, 1.0)
+        reward = np.where(feasible, reward, -np.inf)
+        if reward[is_lossy].max() > reward[~is_lossy].max(initial=-np.inf):
+            queues.append([(ks[i], setting) for i in np.argsort(-reward, kind="stable")
+                           if is_lossy[i] and np.isfinite(reward[i])])
     cells: list[tuple[int, ChannelSetting]] = []
     while len(cells) < count and any(queues):
         for queue in queues:

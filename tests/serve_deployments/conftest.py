@@ -6,15 +6,10 @@ import os
 
 import pytest
 
-from serve_deployments.loopback import pick_port, start_serve
+from serve_deployments.loopback import start_serve
 
 TOKENS = ("alice-token-0123456789", "bob-token-9876543210")
 """The API tokens the test app accepts."""
-
-
-def free_port() -> int:
-    """An unused loopback TCP port outside the ephemeral range (see serve_deployments.loopback)."""
-    return pick_port()
 
 
 def start_app(edge_replicas: int = 2, limits: dict | None = None, edge_options: dict | None = None,

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from serve_deployments.command import DEFAULT_CONFIG
-from tests.serve_deployments.conftest import free_port
+from serve_deployments.loopback import pick_port as free_port
 
 BIN = Path(sys.executable).parent
 
