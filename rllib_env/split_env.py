@@ -294,6 +294,11 @@ class SplitEnv(gym.Env):
             return k, c.bits_options[b]
         return int(np.asarray(action).reshape(-1)[0]), c.bits
 
+    @property
+    def block_snr_db(self) -> float:
+        """Instantaneous SNR of the current block (fading included) — what the observation shows first."""
+        return float(self._state.snr_db)
+
     def reward_snr_db(self) -> float:
         """The SNR the current block's reward is computed at (snapping rule in the module docstring)."""
         snr, c = self._state.snr_db, self.config

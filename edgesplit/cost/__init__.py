@@ -38,6 +38,7 @@ from edgesplit.cost.switching import (
     SwitchCost,
     kv_migration_bits,
     kv_migration_elements,
+    switch_cost_table,
     switch_costs,
 )
 
@@ -68,6 +69,7 @@ __all__ = [
     "kv_migration_elements",
     "split_costs",
     "sweep_split_costs",
+    "switch_cost_table",
     "switch_costs",
     "uplink_rate_bps",
 ]

@@ -38,8 +38,11 @@ too), so a downlink migration costs the UE no energy here.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from edgesplit.channel.state import ChannelState
 from edgesplit.cost.hardware import DeviceProfile, EdgeProfile, LinkProfile
@@ -189,4 +192,30 @@ def switch_costs(
     )
 
 
-__all__ = ["DIRECTIONS", "KV_BITS", "SwitchCost", "kv_migration_bits", "kv_migration_elements", "switch_costs"]
+def switch_cost_table(model_profile: ModelProfile, ks: Sequence[int], link: LinkProfile,
+                      channel_states: Sequence[ChannelState], context_tokens: int, bits: int = KV_BITS, *,
+                      tx_power_w: float | None = None) -> dict[str, np.ndarray]:
+    """Stall and UE energy of every switch among ``ks`` under every channel state at one context, as
+    ``latency_s`` and ``ue_energy_j`` arrays of shape ``[states, from, to]`` — :func:`switch_costs` element for
+    element (the same bits and the same rate; tested equal), for planners that price thousands of switches."""
+    _check_bits(bits)
+    ks = [int(k) for k in ks]
+    p_w = link.tx_power_w if tx_power_w is None else tx_power_w
+    _check_power(p_w)
+    on_air = {}
+    for low in sorted(set(ks)):
+        for high in sorted(set(ks)):
+            if low < high:
+                data = kv_migration_bits(model_profile, low, high, context_tokens, bits)
+                on_air[low, high] = link.on_air_bits(data) if data > 0 else 0
+    air = np.array([[on_air.get((min(a, b), max(a, b)), 0) for b in ks] for a in ks], dtype=float)
+    up = np.tril(air, -1)  # row = from, column = to: to < from sends uplink
+    down_s = np.triu(air, 1) / link.downlink_rate_bps
+    seconds_per_bit = np.array([expected_transmissions(s.loss_rate) / uplink_rate_bps(link, s, p_w)
+                                for s in channel_states])
+    uplink_s = seconds_per_bit[:, None, None] * up[None]
+    return {"latency_s": uplink_s + down_s[None], "ue_energy_j": p_w * uplink_s}
+
+
+__all__ = ["DIRECTIONS", "KV_BITS", "SwitchCost", "kv_migration_bits", "kv_migration_elements", "switch_cost_table",
+           "switch_costs"]

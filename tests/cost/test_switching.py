@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from transformers import LlamaConfig, MistralConfig
 
@@ -19,6 +20,7 @@ from edgesplit.cost import (
     kv_migration_bits,
     kv_migration_elements,
     split_costs,
+    switch_cost_table,
     switch_costs,
 )
 
@@ -134,3 +136,17 @@ def test_bad_switch_cost_fields_are_rejected():
     with pytest.raises(ValueError, match="finite"):
         replace(cost, uplink_s=-1.0)
     assert cost.to_dict()["latency_s"] == cost.latency_s
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_switch_cost_table_equals_switch_costs_element_for_element(bits):
+    ks, states = [0, 2, 3, 6], [STATE, ChannelState(mean_snr_db=0.0), ChannelState(mean_snr_db=25.0, loss_rate=0.5)]
+    table = switch_cost_table(PROFILE, ks, LINK, states, 77, bits, tx_power_w=0.3)
+    assert table["latency_s"].shape == table["ue_energy_j"].shape == (3, 4, 4)
+    for s, state in enumerate(states):
+        for i, a in enumerate(ks):
+            for j, b in enumerate(ks):
+                one = migrate(a, b, 77, bits, state, tx_power_w=0.3)
+                assert table["latency_s"][s, i, j] == pytest.approx(one.latency_s, rel=1e-12, abs=0)
+                assert table["ue_energy_j"][s, i, j] == pytest.approx(one.ue_energy_j, rel=1e-12, abs=0)
+    assert np.all(np.diagonal(table["latency_s"], axis1=1, axis2=2) == 0)
