@@ -181,7 +181,10 @@ class ExportedRLPolicy:
     - CPU clock / 3.2 GHz: ``cpu_freq_hz``, or the device preset's default clock;
     - background load: 0 (not reported);
     - previous split / L: ``current_k``, or the highest allowed split (SplitEnv's reset value);
-    - previous bits / 32 (with ``bits_options``): the widest option (SplitEnv's reset value).
+    - previous bits / 32 (with ``bits_options``): the widest option (SplitEnv's reset value);
+    - with ``switching``, the context fraction ``context_tokens / (prompt_tokens + episode_steps · tokens_per_block)``:
+      the report's ``context_tokens`` (0, not reported: ``prompt_tokens``, the first block's), clipped to [0, 1] —
+      the range training saw.
 
     The ``paper`` observation is (reported SNR — or ``p`` for dropout —, previous split / L). Relative actions move
     ``current_k``. Battery and latency budget are not in the observation, so this policy cannot honour them.
@@ -200,7 +203,7 @@ class ExportedRLPolicy:
         c = self.config
         self.low_k, self.high_k = reward_preset(c.reward, **c.reward_overrides).split_range(self.num_layers)
         self.p = float(np.median(c.p_values)) if c.channel_kind == "dropout" else 0.0
-        size = 2 if c.observation == "paper" else 7 + c.history + (c.bits_options is not None)
+        size = (2 if c.observation == "paper" else 7 + c.history + (c.bits_options is not None)) + c.switching
         if size != self.net.obs_dim:
             raise ValueError(f"the export's env_config gives {size} observations, its net reads {self.net.obs_dim}")
 
@@ -232,6 +235,9 @@ class ExportedRLPolicy:
                       prev]
             if c.bits_options is not None:
                 values.append(c.bits_options[-1] / 32.0)
+        if c.switching:
+            context = state.context_tokens or c.prompt_tokens
+            values.append(min(context / (c.prompt_tokens + c.episode_steps * c.tokens_per_block), 1.0))
         return np.clip(np.asarray(values, dtype=np.float32), -OBS_BOUND, OBS_BOUND)
 
     def decide(self, state: UEState) -> SplitDecision:

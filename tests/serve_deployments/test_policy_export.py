@@ -45,6 +45,17 @@ def trained(ray_session, tmp_path_factory):
     return outcome.checkpoint, export_policy(outcome.checkpoint, run / "export")
 
 
+@pytest.fixture(scope="module")
+def trained_switching(ray_session, tmp_path_factory):
+    """The same with switching costs: the observation ends with the context fraction."""
+    table = tmp_path_factory.mktemp("grid_switching")
+    synthetic_cells(seed=0).to_parquet(table / "cells.parquet")
+    run = tmp_path_factory.mktemp("policy_switching")
+    outcome = train_policy("table", iterations=1, out=run, table=table, env_config={**BASE, "switching": True},
+                           overrides=TINY, progress=False)
+    return outcome.checkpoint, export_policy(outcome.checkpoint, run / "export")
+
+
 def random_obs(net, count: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-10, 10, (count, net.obs_dim)).astype(np.float32)
 
@@ -60,8 +71,9 @@ def test_exported_ppo_acts_like_the_rllib_module(trained):
     assert spec["env_config"]["model"] == MODEL_NAME and len(spec["weights_sha256"]) == 64
 
 
-def test_serving_policy_rebuilds_splitenvs_observation_and_choice(trained):
-    checkpoint, export = trained
+@pytest.mark.parametrize("fixture", ["trained", "trained_switching"])
+def test_serving_policy_rebuilds_splitenvs_observation_and_choice(fixture, request):
+    checkpoint, export = request.getfixturevalue(fixture)
     module, policy = Policy.from_checkpoint(checkpoint), load_policy(PolicySpec(kind="rllib", path=str(export)))
     assert isinstance(policy, ExportedRLPolicy) and policy.version.startswith("rllib:")
     env = SplitEnv(policy.net.spec["env_config"], source=source())
@@ -72,7 +84,8 @@ def test_serving_policy_rebuilds_splitenvs_observation_and_choice(trained):
             history = [*reversed(env.snr_history), env._state.snr_db]
             if all(-50 <= s <= 80 for s in history):
                 ue = UEState(snr_db_history=history, loss_rate=float(env._state.loss_rate),
-                             cpu_freq_hz=env.device_state.f_hz, current_k=env.prev_k)
+                             cpu_freq_hz=env.device_state.f_hz, current_k=env.prev_k,
+                             context_tokens=env.context_tokens())
                 np.testing.assert_allclose(policy.observation(ue), obs, rtol=0, atol=1e-6)
                 assert policy.decide(ue).k == module.act(obs)
                 compared += 1
