@@ -14,6 +14,10 @@ at ``HELDOUT_SEED + 1000·s`` (a different trace set per seed), the truth table 
   ``surrogate-greedy − mbrl`` PPO's;
 - the rules (:func:`~rllib_env.baselines.rule_policies`: greedy oracle, random, cost-only, fixed splits; with
   switching costs also the hindsight optimum);
+- with switching costs, ``planner`` — the model-based planner (:class:`~rllib_env.planner.SwitchingPlanner`: the
+  same surrogate, a channel forecaster counted on simulated traces, expected-value DP over the rest of the
+  generation; the same real evaluations) and ``planner-truth`` — the same planner on the truth table, the bound of
+  a causal planner with this forecaster (the hindsight optimum also knows the future channel);
 - optionally ``model-free`` PPO on its own counted real evaluator (``model_free="all"`` or ``"first"`` seed only:
   it is the expensive part).
 
@@ -35,6 +39,7 @@ import pandas as pd
 from rllib_env.baselines import GreedyOracle, rule_policies, train_model_free
 from rllib_env.evaluate import HELDOUT_SEED, evaluate_policies, heldout_seeds
 from rllib_env.mbrl import MbrlConfig, run_mbrl
+from rllib_env.planner import ChannelForecaster, ForecasterConfig, SwitchingPlanner
 from rllib_env.sources import RealRewardSource, SurrogateRewardSource, TableRewardSource
 from rllib_env.split_env import SplitEnv
 
@@ -84,6 +89,11 @@ def run_seed(real_oracle: Any, truth: TableRewardSource, env_config: dict[str, A
     policies = {"mbrl": (outcome.policy, {}), "surrogate-greedy": (GreedyOracle(surrogate), {}),
                 **rule_policies(SplitEnv(env_config, source=truth), seed=seed)}
     spent = {"mbrl": real.stats.llm_evaluations, "surrogate-greedy": real.stats.llm_evaluations}
+    if env_config.get("switching"):
+        forecaster = ChannelForecaster.fit(env_config, ForecasterConfig(seed=seed))
+        policies["planner"] = (SwitchingPlanner(surrogate, forecaster), {})
+        policies["planner-truth"] = (SwitchingPlanner(truth, forecaster), {})
+        spent["planner"] = real.stats.llm_evaluations
     if with_model_free:
         mf_real = RealRewardSource(real_oracle, truth.descriptor)
         policy, _ = train_model_free(mf_real, env_config, config.mf_iterations, seed=seed, overrides=config.overrides,
@@ -124,9 +134,9 @@ def sweep_seeds(real_oracle: Any, truth: TableRewardSource, env_config: dict[str
     return pd.concat(frames, ignore_index=True)
 
 
-def seed_table(frame: pd.DataFrame, policies: Sequence[str] = ("mbrl", "surrogate-greedy", "model-free",
-                                                              "greedy-oracle", "hindsight", "neurosurgeon",
-                                                              "random")) -> pd.DataFrame:
+def seed_table(frame: pd.DataFrame, policies: Sequence[str] = ("mbrl", "planner", "surrogate-greedy", "model-free",
+                                                              "planner-truth", "greedy-oracle", "hindsight",
+                                                              "neurosurgeon", "random")) -> pd.DataFrame:
     """Mean and worst seed per policy: reward, % of the greedy oracle (and of the hindsight optimum), evaluations."""
     rows = []
     for name in policies:

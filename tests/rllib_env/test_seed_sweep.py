@@ -124,3 +124,20 @@ def test_decisive_design_spends_nothing_and_follows_visits_and_prior():
     assert design[0][0] == lossy[int(np.argmax(np.where(ok, reward, -np.inf)))]
     with pytest.raises(ValueError, match="decisive needs"):
         MbrlConfig(design="decisive")
+
+
+def test_with_switching_the_planner_rows_are_bounded_by_hindsight(ray_session, tmp_path):
+    cells = _awgn()
+    truth = TableRewardSource(cells, describe(MODEL_NAME))
+    mbrl = MbrlConfig(budget=6, initial=4, per_round=2, iterations_first=1, iterations_per_round=1,
+                      final_iterations=0, rollout_traces=1, design="decisive", sensitivity=_profile())
+    config = SeedSweepConfig(seeds=(0,), mbrl=mbrl, traces=2, overrides=TINY)
+    env_config = {**BASE, "switching": True, "switch_latency_weight": 50.0, "switch_energy_weight": 50.0}
+    frame = sweep_seeds(replay_oracle(cells), truth, env_config, config, tmp_path, progress=False)
+    rows = frame.set_index("policy")
+    assert {"planner", "planner-truth", "hindsight", "greedy-oracle"} <= set(rows.index)
+    assert rows.loc["planner", "real_evaluations"] == rows.loc["mbrl", "real_evaluations"]
+    for name in ("planner", "planner-truth", "mbrl", "greedy-oracle"):
+        assert rows.loc[name, "mean_reward"] <= rows.loc["hindsight", "mean_reward"] + 1e-9
+    table = seed_table(frame)
+    assert {"planner", "planner-truth"} <= set(table["policy"]) and "pct_hindsight_worst" in table.columns
