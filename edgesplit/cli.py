@@ -94,6 +94,7 @@ def _register_package_commands() -> None:
     imported when one of their commands runs, so the core stays importable without starting Ray.
     """
     from edgesplit.client.command import client_command
+    from edgesplit.client.proxy_command import ue_proxy_command
     from edgesplit.profile.command import profile_command
     from edgesplit.pruning.command import co_opt_command
     from edgesplit.pruning.prune_command import prune_command
@@ -115,6 +116,7 @@ def _register_package_commands() -> None:
     app.command("serve")(serve_command)
     app.command("serve-demo")(serve_demo_command)
     app.command("client")(client_command)
+    app.command("ue-proxy")(ue_proxy_command)
 
 
 _register_package_commands()
