@@ -84,7 +84,7 @@ class ProxyConfig:
 
     def __post_init__(self) -> None:
         if not self.edge_url.startswith(("http://", "https://")):
-            raise ValueError(f"edge_url must start with http:// or https://, got {self.edge_url!r}")
+            raise ValueError(f"the edge URL must start with http:// or https://, got {self.edge_url!r}")
         if self.split is not None and self.split < 0:
             raise ValueError(f"split must be >= 0 (or None for the controller), got {self.split}")
         if not -50.0 <= self.snr_db <= 80.0:
