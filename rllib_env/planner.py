@@ -10,11 +10,12 @@ blocks to come: a move pays a KV migration now and only pays off if the new spli
 greedy oracle is myopic; the hindsight optimum (:mod:`rllib_env.hindsight`) knows the future. A causal policy can
 only know the future in distribution, and that is what this planner uses.
 
-The model. The channel and the device are exogenous. :class:`ChannelForecaster` is a first-order Markov chain over
-the block's instantaneous SNR binned to ``bin_db`` (default 0.5 dB), its transitions counted on simulated traces
-of the env's own channel process (``process`` + ``process_params``, seeds disjoint from the evaluation's) — in a
-deployment the same counts come from the UE's CQI log; the kernel smoothing (a Gaussian of ``smooth_bins`` bins
-mixed in with weight ``smooth_weight``) keeps rarely visited bins from having empty rows. The device chain's
+The model. The channel and the device are exogenous. :class:`ChannelForecaster` is a Markov chain whose state is
+the binned SNR (``bin_db``, default 0.5 dB) of the current block and of the ``order − 1`` previous ones (what the
+policy observes anyway), its transitions counted on simulated traces of the env's own channel process (``process``
++ ``process_params``, seeds disjoint from the evaluation's) — in a deployment the same counts come from the UE's
+CQI log. A state met in evaluation but never in simulation is mapped to the nearest simulated one (L1 in bins), and
+a simulated state with no outgoing count takes the transitions of the nearest one that has some. The device chain's
 transitions are taken from its config (:class:`~rllib_env.device_state.DeviceChainConfig`: keep the state with
 probability ``1 − switch_prob``, else a uniform fresh draw). A future block in SNR bin ``b`` is scored at the
 reward setting the env would use for an SNR at the bin's centre (the grid point it snaps to, or the 0.5-dB
@@ -40,10 +41,12 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from edgesplit.channel import ChannelState, make_process
 from edgesplit.cost import switch_cost_table
@@ -62,67 +65,82 @@ class ForecasterConfig:
     """Seed of the simulated traces (they start at ``2**32 + seed``, away from the evaluation's trace seeds)."""
     bin_db: float = 0.5
     """Width of the SNR bins."""
-    smooth_bins: float = 2.0
-    """Standard deviation, in bins, of the Gaussian kernel mixed into every row."""
-    smooth_weight: float = 0.02
-    """Weight of that kernel against the counted transitions (a row with few counts is mostly kernel)."""
+    order: int = 1
+    """Blocks in the forecaster's state: the current SNR bin and the ``order − 1`` previous ones."""
 
     def __post_init__(self) -> None:
-        if self.traces < 1 or not self.bin_db > 0 or not self.smooth_bins > 0 or not 0 <= self.smooth_weight < 1:
-            raise ValueError("need traces >= 1, bin_db > 0, smooth_bins > 0 and smooth_weight in [0, 1)")
+        if self.traces < 1 or not self.bin_db > 0 or not 1 <= self.order <= 4:
+            raise ValueError(f"need traces >= 1, bin_db > 0 and order in 1..4, got {self.traces}, {self.bin_db}, "
+                             f"{self.order}")
 
 
 class ChannelForecaster:
-    """First-order Markov chain over binned block SNRs (see the module docstring)."""
+    """Markov chain over the binned SNRs of the current and ``order − 1`` previous blocks (module docstring)."""
 
-    def __init__(self, low_bin: int, transition: np.ndarray, bin_db: float, loss_rate: np.ndarray) -> None:
-        self.low_bin, self.bin_db = int(low_bin), float(bin_db)
-        self.transition = np.asarray(transition, dtype=float)
-        self.loss_rate = np.asarray(loss_rate, dtype=float)
-        if self.transition.ndim != 2 or self.transition.shape[0] != self.transition.shape[1]:
-            raise ValueError(f"transition must be square, got shape {self.transition.shape}")
-        if not np.allclose(self.transition.sum(axis=1), 1.0):
+    def __init__(self, states: np.ndarray, transition: Any, bin_db: float, loss_rate: np.ndarray) -> None:
+        self.states = np.asarray(states, dtype=int).reshape(len(states), -1)
+        self.transition = sparse.csr_matrix(transition, dtype=float)
+        self.bin_db, self.loss_rate = float(bin_db), np.asarray(loss_rate, dtype=float)
+        size = len(self.states)
+        if self.transition.shape != (size, size) or len(self.loss_rate) != size:
+            raise ValueError(f"{size} states need a {size}×{size} transition matrix and {size} loss rates, got "
+                             f"{self.transition.shape} and {len(self.loss_rate)}")
+        if not np.allclose(np.asarray(self.transition.sum(axis=1)).ravel(), 1.0):
             raise ValueError("every row of the transition matrix must sum to 1")
+        self._index = {tuple(row): i for i, row in enumerate(self.states)}
+
+    @property
+    def order(self) -> int:
+        return self.states.shape[1]
 
     @classmethod
     def fit(cls, env_config: dict[str, Any] | SplitEnvConfig, config: ForecasterConfig | None = None,
             **overrides: Any) -> ChannelForecaster:
-        """Count transitions on ``config.traces`` simulated traces of the env's channel process."""
+        """Count transitions on ``config.traces`` simulated traces of the env's channel process (the first block
+        of a trace has itself as its history, as :class:`SplitEnv` fills it)."""
         c = config or ForecasterConfig(**overrides)
         env = env_config if isinstance(env_config, SplitEnvConfig) else SplitEnvConfig.from_dict(env_config)
+        index: dict[tuple, int] = {}
         pairs, losses = [], []
         for trace in range(c.traces):
             process = make_process(env.process, seed=2**32 + c.seed * 100_003 + trace, **env.process_params)
-            states = [process.step() for _ in range(env.episode_steps)]
-            bins = np.array([round(s.snr_db / c.bin_db) for s in states])
-            pairs.append(np.stack([bins[:-1], bins[1:]], axis=1))
-            losses.extend((int(b), s.loss_rate) for b, s in zip(bins, states, strict=True))
-        pairs = np.concatenate(pairs)
-        low, high = int(pairs.min()), int(pairs.max())
-        size = high - low + 1
-        counts = np.zeros((size, size))
-        np.add.at(counts, (pairs[:, 0] - low, pairs[:, 1] - low), 1.0)
-        offsets = np.arange(size)
-        kernel = np.exp(-0.5 * ((offsets[:, None] - offsets[None, :]) / c.smooth_bins) ** 2)
-        kernel /= kernel.sum(axis=1, keepdims=True)
-        rows = counts.sum(axis=1, keepdims=True)
-        empirical = np.divide(counts, rows, out=kernel.copy(), where=rows > 0)
-        weight = c.smooth_weight + (1 - c.smooth_weight) * (rows == 0)
-        transition = (1 - weight) * empirical + weight * kernel
-        loss = np.zeros(size)
-        for b in range(size):
-            seen = [x for bb, x in losses if bb - low == b]
-            loss[b] = float(np.mean(seen)) if seen else 0.0
-        return cls(low, transition, c.bin_db, loss)
+            blocks = [process.step() for _ in range(env.episode_steps)]
+            bins = [round(b.snr_db / c.bin_db) for b in blocks]
+            padded = [bins[0]] * (c.order - 1) + bins
+            keys = [tuple(padded[t + c.order - 1 - j] for j in range(c.order)) for t in range(len(bins))]
+            ids = [index.setdefault(key, len(index)) for key in keys]
+            pairs.extend(zip(ids[:-1], ids[1:], strict=True))
+            losses.extend(zip(ids, (b.loss_rate for b in blocks), strict=True))
+        size = len(index)
+        states = np.array(list(index), dtype=int).reshape(size, c.order)
+        counts = sparse.coo_matrix((np.ones(len(pairs)), tuple(np.array(pairs).T)), shape=(size, size)).tocsr()
+        rows = np.asarray(counts.sum(axis=1)).ravel()
+        counted = np.flatnonzero(rows > 0)
+        # a state seen only at the end of a trace takes the transitions of the nearest counted state
+        source = np.array([i if rows[i] > 0 else counted[np.abs(states[counted] - states[i]).sum(axis=1).argmin()]
+                           for i in range(size)])
+        transition = sparse.diags(1.0 / rows[source]) @ counts[source]
+        loss_sum = np.zeros(size)
+        seen = np.zeros(size)
+        for i, loss in losses:
+            loss_sum[i] += loss
+            seen[i] += 1
+        return cls(states, transition, c.bin_db, loss_sum / np.maximum(seen, 1))
 
     @property
     def centres_db(self) -> np.ndarray:
-        """SNR at the centre of every bin."""
-        return (self.low_bin + np.arange(len(self.transition))) * self.bin_db
+        """SNR at the centre of every state's current bin."""
+        return self.states[:, 0] * self.bin_db
 
-    def bin_of(self, snr_db: float) -> int:
-        """Row of the bin holding ``snr_db`` (clipped to the bins seen in simulation)."""
-        return int(np.clip(round(snr_db / self.bin_db) - self.low_bin, 0, len(self.transition) - 1))
+    def state_of(self, snr_db: float, previous_db: Sequence[float] = ()) -> int:
+        """The state of a block with SNR ``snr_db`` after ``previous_db`` (most recent first; padded with the
+        oldest, as SplitEnv's history is): the exact state if seen in simulation, else the nearest (L1 in bins)."""
+        history = [*previous_db[: self.order - 1]] or [snr_db]
+        history += [history[-1]] * (self.order - 1 - len(history))
+        key = tuple(round(v / self.bin_db) for v in [snr_db, *history[: self.order - 1]])
+        if key in self._index:
+            return self._index[key]
+        return int(np.abs(self.states - np.array(key)).sum(axis=1).argmin())
 
 
 def device_transition(env: SplitEnv) -> tuple[list[DeviceState], np.ndarray]:
@@ -151,7 +169,7 @@ class SwitchingPlanner:
         candidates = env.candidate_rewards(self.source)
         value = candidates["reward"].astype(float)
         if env.t + 1 < env.config.episode_steps:
-            b = self.forecaster.bin_of(env.block_snr_db)
+            b = self.forecaster.state_of(env.block_snr_db, list(env.snr_history))
             value = value + self.continuation[env.t + 1, b, self.devices.index(env.device_state)]
         feasible = candidates["feasible"] if candidates["feasible"].any() else np.ones_like(candidates["feasible"])
         if env.config.action == "relative":
@@ -161,22 +179,24 @@ class SwitchingPlanner:
 
     def build(self, env: SplitEnv) -> None:
         """The continuation values ``C_t(b, d, j)`` for ``t = 1 … T`` (``C_T = 0``) of ``env``'s configuration."""
-        rewards, feasible, penalties = self.tables(env)
+        rewards, feasible, (penalties, setting_of) = self.tables(env)
         transition_d = device_transition(env)[1]
         steps = env.config.episode_steps
         bins, devices, rows = rewards.shape
-        continuation = np.zeros((steps + 1, bins, devices, rows))
+        continuation = np.zeros((steps + 1, bins, devices, rows), dtype=np.float32)
         for t in range(steps - 1, 0, -1):
-            q = rewards[:, :, None, :] - penalties[t][:, None, :, :] + continuation[t + 1][:, :, None, :]
+            q = rewards[:, :, None, :] - penalties[t][setting_of][:, None, :, :] + continuation[t + 1][:, :, None, :]
             value = np.where(feasible[:, :, None, :], q, -np.inf).max(axis=3)  # [b, d, i]
             value = np.where(np.isfinite(value), value, q.max(axis=3))  # no feasible reachable row: the exact reward
-            continuation[t] = np.einsum("ab,cd,bdi->aci", self.forecaster.transition, transition_d, value)
+            mixed = np.einsum("cd,bdi->bci", transition_d, value).reshape(bins, devices * rows)
+            continuation[t] = (self.forecaster.transition @ mixed).reshape(bins, devices, rows)
         self.continuation = continuation
         self._key = (id(env.config), env.config)
 
-    def tables(self, env: SplitEnv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Base rewards ``[b, d, j]``, feasibility ``[b, d, j]`` (all rows where none is feasible) and penalties
-        ``[t, b, i, j]`` of every SNR bin, device state and block, each bin scored at its reward setting."""
+    def tables(self, env: SplitEnv) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Base rewards ``[b, d, j]`` and feasibility ``[b, d, j]`` (all rows where none is feasible) of every
+        forecaster state and device state, each state scored at its reward setting; the penalties ``[t, s, i, j]``
+        of every block and distinct reward setting, with each state's setting index ``[b]``."""
         self.devices = device_transition(env)[0]
         shared = {id(x): x for x in (env.source, self.source, env.profile, env.book, env.config)}
         shadow = copy.deepcopy(env, memo=shared)
@@ -192,21 +212,21 @@ class SwitchingPlanner:
                     shadow.device_state = state
                     cand = shadow.candidate_rewards(self.source)
                     by_setting[setting].append((cand["base_reward"], cand["feasible"]))
-        rewards = np.array([[r for r, _ in by_setting[s]] for s in settings], dtype=float)
+        rewards = np.array([[r for r, _ in by_setting[s]] for s in settings], dtype=np.float32)
         feasible = np.array([[f if f.any() else np.ones_like(f) for _, f in by_setting[s]] for s in settings])
-        return rewards, feasible, self.penalty_tables(env, settings)
+        distinct = list(by_setting)
+        return rewards, feasible, (self.penalty_tables(env, distinct), np.array([distinct.index(x) for x in settings]))
 
     @staticmethod
     def penalty_tables(env: SplitEnv, settings: list) -> np.ndarray:
-        """``[t, b, i, j]``: the env's switch penalty at block ``t``'s context under each bin's reward setting
-        (equal to :meth:`SplitEnv.switch_penalties` at that block and setting)."""
+        """``[t, s, i, j]``: the env's switch penalty at block ``t``'s context under each of ``settings`` (equal to
+        :meth:`SplitEnv.switch_penalties` at that block and setting)."""
         c = env.config
         ks = [k for _, k, _ in env.action_table()]
         distinct = list(dict.fromkeys(settings))
         index = [distinct.index(s) for s in settings]
         states = [s.state() for s in distinct]
-        device, edge, link = env.hardware
-        del device, edge
+        link = env.hardware[2]
         out = np.zeros((c.episode_steps, len(distinct), len(ks), len(ks)))
         for t in range(1, c.episode_steps if c.switching else 1):
             cost = switch_cost_table(env.profile, ks, link, states, c.prompt_tokens + t * c.tokens_per_block,

@@ -36,20 +36,36 @@ def per_trace(steps: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_forecaster_is_a_seeded_stochastic_matrix(forecaster):
-    assert np.allclose(forecaster.transition.sum(axis=1), 1.0) and (forecaster.transition >= 0).all()
+    dense = forecaster.transition.toarray()
+    assert np.allclose(dense.sum(axis=1), 1.0) and (dense >= 0).all()
     again = ChannelForecaster.fit(SWITCHING, traces=128, seed=0)
-    np.testing.assert_array_equal(again.transition, forecaster.transition)
+    np.testing.assert_array_equal(again.transition.toarray(), dense)
+    np.testing.assert_array_equal(again.states, forecaster.states)
     other = ChannelForecaster.fit(SWITCHING, traces=128, seed=1)
-    assert other.transition.shape != forecaster.transition.shape or \
-        not np.array_equal(other.transition, forecaster.transition)
-    centre = forecaster.bin_of(15.0)
+    assert other.transition.shape != dense.shape or not np.array_equal(other.transition.toarray(), dense)
+    centre = forecaster.state_of(15.0)
     assert forecaster.centres_db[centre] == 15.0
-    assert forecaster.bin_of(-1e3) == 0 and forecaster.bin_of(1e3) == len(forecaster.transition) - 1
+    lowest, highest = forecaster.centres_db.min(), forecaster.centres_db.max()
+    assert forecaster.centres_db[forecaster.state_of(-1e3)] == lowest
+    assert forecaster.centres_db[forecaster.state_of(1e3)] == highest
     # a correlated channel: the next block's SNR is most likely near this one's
-    assert abs(forecaster.centres_db[forecaster.transition[centre].argmax()] - 15.0) <= 3.0
+    assert abs(forecaster.centres_db[dense[centre].argmax()] - 15.0) <= 3.0
 
 
-@pytest.mark.parametrize("kwargs", [{"traces": 0}, {"bin_db": 0.0}, {"smooth_weight": 1.0}])
+def test_a_second_order_forecaster_keys_states_by_the_previous_block_too():
+    second = ChannelForecaster.fit(SWITCHING, traces=64, seed=0, order=2, bin_db=1.0)
+    assert second.order == 2 and second.states.shape[1] == 2
+    assert np.allclose(np.asarray(second.transition.sum(axis=1)).ravel(), 1.0)
+    # successor states carry the current bin as their previous one (but for the borrowed rows of states met only at
+    # the end of a trace)
+    rows, cols = second.transition.nonzero()
+    assert (second.states[cols, 1] == second.states[rows, 0]).mean() > 0.9
+    seen = second.states[0]
+    assert second.state_of(seen[0] * 1.0, [seen[1] * 1.0]) == 0
+    assert second.state_of(12.2) == second.state_of(12.2, [12.2])  # the first block: its own history
+
+
+@pytest.mark.parametrize("kwargs", [{"traces": 0}, {"bin_db": 0.0}, {"order": 0}, {"order": 5}])
 def test_bad_forecaster_settings_are_rejected(kwargs):
     with pytest.raises(ValueError, match="need traces"):
         ForecasterConfig(**kwargs)
@@ -82,7 +98,7 @@ def test_with_an_exact_forecast_the_planner_is_the_hindsight_optimum(table, tmp_
     config = {**SWITCHING, "process": "trace", "process_params": {"path": str(tmp_path / "trace.csv")},
               "device": {"f_levels_hz": (2.0e9,), "load_levels": (0.0,), "switch_prob": 0.0},
               "switch_latency_weight": 30.0, "switch_energy_weight": 30.0}
-    exact = ChannelForecaster.fit(config, ForecasterConfig(traces=1, smooth_weight=0.0))
+    exact = ChannelForecaster.fit(config, ForecasterConfig(traces=1))
     policies = {"greedy-oracle": (GreedyOracle(), {}), "hindsight": (HindsightOracle(), {}),
                 "planner": (SwitchingPlanner(table, exact), {})}
     totals = per_trace(evaluate_policies(policies, config, table, heldout_seeds(2))[0])
