@@ -9,7 +9,7 @@ tokenizer's chat template. Stop strings are cut from the text (:mod:`edgesplit.c
 strings end with ``finish_reason="stop"``, the token budget with ``"length"``. The split used is in the
 ``x-edgesplit-k`` response header.
 
-Errors are OpenAI error bodies (:mod:`edgesplit.client.openai_schema`): bad parameters 400, an unknown model 404, a
+Errors are OpenAI error bodies (:mod:`edgesplit.client.openai_errors`): bad parameters 400, an unknown model 404, a
 body over ``max_body_bytes`` 413, an edge that is overloaded 429 / 503 with its ``Retry-After`` passed on, an edge
 that cannot be reached 502. A failure after a stream has begun arrives as a last ``data: {"error": ...}`` event.
 Prompt + ``max_tokens`` is bounded by the model's context, the edge's per-session token limit and the proxy's own
@@ -19,7 +19,6 @@ Prompt + ``max_tokens`` is bounded by the model's context, the edge's per-sessio
 from __future__ import annotations
 
 import json
-import math
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -28,16 +27,10 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edgesplit.client.openai_schema import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    ProxyError,
-    SamplingRequest,
-    validation_error,
-)
+from edgesplit.client.openai_errors import ProxyError, edge_error, error_response, http_error, read_request
+from edgesplit.client.openai_schema import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from edgesplit.client.openai_text import LogprobFormatter, TextAssembler
 from edgesplit.client.split_client import AsyncSplitClient, GenerationResult, TokenEvent
 from edgesplit.client.transport import EdgeCallError, HttpTransport
@@ -121,44 +114,6 @@ class _Piece:
     text: str
     events: list[TokenEvent]
     finish_reason: str | None = None
-
-
-def edge_error(err: EdgeCallError, edge_url: str) -> ProxyError:
-    """What the client sees of a failed edge call: overload passed on with Retry-After, the rest as 400 / 502."""
-    if err.status in (429, 503):
-        wait = max(1, math.ceil(err.retry_after_s if err.retry_after_s is not None else 1.0))
-        kind = "rate_limit_error" if err.status == 429 else "server_error"
-        return ProxyError(err.status, f"the edge is overloaded ({err.code}: {err.message}); retry after {wait} s",
-                          type=kind, code=err.code, headers={"Retry-After": str(wait)})
-    if err.status == 0:
-        return ProxyError(502, f"the edge at {edge_url} cannot be reached ({err.message}); is `edgesplit serve` "
-                               f"running there?", type="server_error", code="edge_unreachable")
-    if err.status in (401, 403):
-        return ProxyError(502, f"the edge at {edge_url} refused the proxy's credentials ({err.message}); start the "
-                               f"proxy with --api-token (or EDGESPLIT_API_TOKEN)", type="server_error",
-                          code="edge_unauthorized")
-    if err.code == "token_limit":
-        return ProxyError(400, f"the edge refused the request's length: {err.message}", param="max_tokens",
-                          code="context_length_exceeded")
-    return ProxyError(502, f"the edge answered {err.status} {err.code}: {err.message}", type="server_error",
-                      code="edge_error")
-
-
-async def read_request(request: Request, model: type[BaseModel], limit: int) -> BaseModel:
-    """The JSON body, at most ``limit`` bytes, validated by ``model`` (a :class:`ProxyError` otherwise)."""
-    too_large = ProxyError(413, f"request body larger than {limit} bytes", code="request_too_large")
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    try:
-        return model.model_validate_json(bytes(body))
-    except ValidationError as err:
-        raise validation_error(err) from None
 
 
 def _sse(payload: dict | str) -> str:
@@ -376,15 +331,6 @@ async def _chain(first: _Piece, rest: AsyncIterator[_Piece]) -> AsyncIterator[_P
         yield piece
 
 
-def _error_response(_request: Request, err: ProxyError) -> JSONResponse:
-    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
-
-
-def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None
-    return JSONResponse(ProxyError(exc.status_code, str(exc.detail), code=code).body(), status_code=exc.status_code)
-
-
 def build_proxy_app(model: LoadedModel, config: ProxyConfig | None = None) -> FastAPI:
     """The OpenAI-compatible proxy as a FastAPI app (the edge client opens with the server's lifespan)."""
     proxy = OpenAIProxy(model, config or ProxyConfig())
@@ -400,8 +346,8 @@ def build_proxy_app(model: LoadedModel, config: ProxyConfig | None = None) -> Fa
     app = FastAPI(title="edgesplit UE proxy", version="1", lifespan=lifespan,
                   description="OpenAI-compatible completions served by split inference with an edgesplit edge.")
     app.state.proxy = proxy
-    app.add_exception_handler(ProxyError, _error_response)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ProxyError, error_response)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     limit = proxy.config.max_body_bytes
 
     @app.get("/healthz")

@@ -4,17 +4,15 @@ The request models follow the OpenAI API's ``/v1/completions`` and ``/v1/chat/co
 string-to-number coercion, unknown fields refused, every number bounded. Fields the OpenAI API has but the proxy
 cannot honour (``n > 1``, penalties, ``logit_bias``, ``echo``, ``best_of``, ``suffix``, tools) are refused with a
 message saying so, never silently ignored; ``null`` means "not given" for every field. Bodies are parsed from JSON
-only (:meth:`pydantic.BaseModel.model_validate_json`); nothing is ever unpickled.
-
-Every failure leaves the proxy as a :class:`ProxyError`, answered with the OpenAI error body
-``{"error": {"message", "type", "param", "code"}}`` and its HTTP status (plus ``Retry-After`` on 429 / 503).
+only (:meth:`pydantic.BaseModel.model_validate_json`, see :func:`edgesplit.client.openai_errors.read_request`);
+nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_STOP_SEQUENCES = 4
 """Most stop strings one request may give (the OpenAI API's limit)."""
@@ -22,29 +20,6 @@ MAX_STOP_CHARS = 256
 """Longest stop string."""
 MAX_LOGPROBS = 20
 """Most top log-probabilities per token (what the edge returns at most)."""
-
-
-class ProxyError(Exception):
-    """A request the proxy answers with an OpenAI-style error body."""
-
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-        self.headers = headers or {}
-
-    def body(self) -> dict:
-        """``{"error": {"message", "type", "param", "code"}}``."""
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-
-def validation_error(err: ValidationError) -> ProxyError:
-    """A 400 naming the first offending field (``param``) and up to five problems."""
-    problems = err.errors(include_url=False)
-    first = problems[0]["loc"] if problems else ()
-    param = str(first[0]) if first else None
-    text = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in problems[:5])
-    return ProxyError(400, f"invalid request: {text}", param=param, code="invalid_value")
 
 
 class _Strict(BaseModel):
