@@ -2,6 +2,7 @@
 
 from edgesplit.models.adapters import SUPPORTED_MODEL_TYPES, DecoderAdapter, adapter_for
 from edgesplit.models.builtin import BUILTINS, builtin_dir, cache_root
+from edgesplit.models.device import resolve_device, resolve_dtype
 from edgesplit.models.loader import DEFAULT_MODEL, LoadedModel, from_model, load_model
 
 __all__ = [
@@ -15,4 +16,6 @@ __all__ = [
     "cache_root",
     "from_model",
     "load_model",
+    "resolve_device",
+    "resolve_dtype",
 ]

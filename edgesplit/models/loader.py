@@ -12,8 +12,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from edgesplit.models.adapters import SUPPORTED_MODEL_TYPES, DecoderAdapter, adapter_for
 from edgesplit.models.builtin import BUILTINS, builtin_dir
+from edgesplit.models.device import resolve_device, resolve_dtype
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_MODEL = "smollm2-135m"
 
 
@@ -39,15 +39,6 @@ class LoadedModel:
     def hidden_size(self) -> int:
         """Width of the hidden state that crosses the link."""
         return self.adapter.hidden_size
-
-
-def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return DTYPES[dtype]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; accepted: {', '.join(DTYPES)}") from None
 
 
 def _builtins() -> str:
@@ -96,19 +87,23 @@ def _load_tokenizer(source: str, local_only: bool) -> Any | None:
 
 
 def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
-               attn_implementation: str = "sdpa") -> LoadedModel:
+               attn_implementation: str = "sdpa", *, device: str | torch.device = "cpu",
+               allow_cpu_half: bool = False) -> LoadedModel:
     """Load a decoder-only causal LM by built-in name, local directory or Hugging Face hub id.
 
     Built-ins (see :data:`edgesplit.models.builtin.BUILTINS`) come from installed packages and are converted once.
     A hub id needs network access on first use (transformers caches it afterwards). A name that is none of the
     three is a ValueError listing the built-ins; a hub id that cannot be fetched is an OSError saying it was one.
+    ``device`` and ``dtype`` are resolved by :mod:`edgesplit.models.device` (``auto`` accepted; float16/bfloat16 on
+    CPU only with ``allow_cpu_half``); the weights are loaded, then moved to the device.
     """
-    torch_dtype = _resolve_dtype(dtype)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device, allow_cpu_half=allow_cpu_half)
     source, local_only = _resolve_source(name_or_path)
     _check_architecture(source, local_only)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_only,
                                                  attn_implementation=attn_implementation)
-    model.eval()
+    model.to(torch_device).eval()
     return LoadedModel(name=name_or_path, model=model, adapter=adapter_for(model),
                        tokenizer=_load_tokenizer(source, local_only))
 

@@ -49,10 +49,13 @@ class DeviceHead:
         """Process the current tokens ``[batch, tokens]``; ``attention_mask`` covers the current tokens only.
 
         With a ``session`` the KV cache and mask history are kept for incremental decoding; without one the call
-        is stateless. Returns token ids for ``k = 0``, else the ``[batch, tokens, hidden]`` state after layer k.
+        is stateless. Returns token ids for ``k = 0``, else the ``[batch, tokens, hidden]`` state after layer k, on
+        the model's device.
         """
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be [batch, tokens], got shape {tuple(input_ids.shape)}")
+        if self.k > 0:  # the layers run where the weights are (ids may come from the CPU tokenizer)
+            input_ids = input_ids.to(self.adapter.model.device)
         full_mask, positions = resolve_mask_and_positions(tuple(input_ids.shape), attention_mask, session,
                                                           input_ids.device)
         if self.k == 0:

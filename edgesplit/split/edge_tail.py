@@ -42,8 +42,10 @@ class EdgeTail:
     @torch.inference_mode()
     def forward(self, payload: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 session: SideSession | None = None, last_only: bool = False) -> torch.Tensor:
-        """Logits ``[batch, tokens, vocab]`` (or ``[batch, 1, vocab]`` with ``last_only``) for the payload."""
+        """Logits ``[batch, tokens, vocab]`` (or ``[batch, 1, vocab]`` with ``last_only``) for the payload, on the
+        model's device (the payload and mask may be anywhere)."""
         self._check_payload(payload)
+        payload = payload.to(self.adapter.model.device)  # what crossed the link arrives in host memory
         full_mask, positions = resolve_mask_and_positions(tuple(payload.shape[:2]), attention_mask, session,
                                                           payload.device)
         cache = session.cache if session is not None else None
