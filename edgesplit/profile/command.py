@@ -4,6 +4,7 @@ edgesplit profile --model smollm2-135m --channel awgn --snr-db 0:30:5 --splits a
     --tokens 2048 --context 512 --seeds 3 --out runs/awgn
 edgesplit profile --channel dropout --p 0.02:0.30:0.04 --tokens 1024 --context 256 --out runs/dropout
 edgesplit profile --channel digital --bits 4,8 --modulation qpsk,16qam --snr-db 0:20:5 --out runs/digital
+edgesplit profile --torch-device cuda --dtype float32 --out runs/awgn_gpu     # the GPU (default auto: cuda if seen)
 
 Everything is validated before any work starts (grids, presets, output directory, an existing run's identity,
 model, corpus, splits against the model's depth); bad input prints ``error: …`` on stderr and exits with status 2.
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from edgesplit.clidevice import ALLOW_CPU_HALF, DTYPE, TORCH_DEVICE, device_and_dtype
 from edgesplit.clierrors import fail as _fail
 from edgesplit.clierrors import require_writable_dir
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until the comm
 def _build_config(out: Path, model: str, channel: str, snr_db: str | None, p: str, bits: str, modulation: str,
                   fading: str, splits: str, corpus: str, tokens: int, context: int, stride: int | None, seeds: int,
                   first_seed: int, encoding: str, device: str, edge: str, link: str, batch_size: int,
-                  workers: int) -> ProfileConfig:
+                  workers: int, torch_fields: dict) -> ProfileConfig:
     from edgesplit.channel import MODULATIONS
     from edgesplit.profile.config import ProfileConfig
     from edgesplit.profile.grid import parse_float_grid, parse_int_grid, parse_splits, parse_str_grid
@@ -42,7 +44,7 @@ def _build_config(out: Path, model: str, channel: str, snr_db: str | None, p: st
                                                                                          MODULATIONS),
         fading=fading, splits=parse_splits(splits), corpus=corpus, tokens=tokens, context=context, stride=stride,
         seeds=seeds, first_seed=first_seed, encoding=encoding, device=device, edge=edge, link=link,
-        batch_size=batch_size, workers=workers, extra={"argv": list(sys.argv)})
+        batch_size=batch_size, workers=workers, **torch_fields, extra={"argv": list(sys.argv)})
 
 
 def _prepare(config: ProfileConfig):
@@ -54,6 +56,16 @@ def _prepare(config: ProfileConfig):
     inputs = load_inputs(config)
     plan(config, inputs.model.num_layers)  # splits against the model's depth
     return inputs
+
+
+def _torch_options(torch_device: str, dtype: str, allow_cpu_half: bool, workers: int) -> dict:
+    """Resolved ``torch_device`` / ``dtype`` fields (exit 2 on a bad value); ``auto`` means cpu with Ray workers."""
+    from edgesplit.models.device import dtype_name
+
+    if workers > 0 and torch_device == "auto":
+        torch_device = "cpu"
+    device, torch_dtype = device_and_dtype(torch_device, dtype, allow_cpu_half)
+    return {"torch_device": str(device), "dtype": dtype_name(torch_dtype), "allow_cpu_half": allow_cpu_half}
 
 
 def _evaluator_factory(workers: int):
@@ -106,18 +118,22 @@ def profile_command(
     device: str = typer.Option("phone-soc", help="UE preset for the cost columns."),
     edge: str = typer.Option("a100", help="Edge preset for the cost columns."),
     link: str = typer.Option("5g-nr-20mhz", help="Link preset for the cost columns."),
-    workers: int = typer.Option(0, help="Ray workers (0: run in this process; RAY_ADDRESS picks a cluster)."),
+    workers: int = typer.Option(0, help="Ray workers (0: run in this process; RAY_ADDRESS picks a cluster). They "
+                                "evaluate on CPU: --torch-device auto then means cpu."),
     batch_size: int = typer.Option(4, help="Rows per forward call (windows, or noisy copies of one window)."),
     out: Path = typer.Option(..., help="Run directory, e.g. runs/awgn (rerun to resume)."),
     progress: bool = typer.Option(True, help="Show a progress bar with ETA."),
+    torch_device: str = TORCH_DEVICE, dtype: str = DTYPE, allow_cpu_half: bool = ALLOW_CPU_HALF,
 ) -> None:
     """Profile quality and cost of every split × channel setting × seed."""
     from edgesplit.profile.runner import run_profile
 
     require_writable_dir(out)
+    torch_options = _torch_options(torch_device, dtype, allow_cpu_half, workers)
     try:
         config = _build_config(out, model, channel, snr_db, p, bits, modulation, fading, splits, corpus, tokens,
-                               context, stride, seeds, first_seed, encoding, device, edge, link, batch_size, workers)
+                               context, stride, seeds, first_seed, encoding, device, edge, link, batch_size, workers,
+                               torch_options)
         inputs = _prepare(config)
     except ValueError as err:
         _fail(str(err))

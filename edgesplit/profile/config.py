@@ -27,6 +27,7 @@ from typing import Any
 
 from edgesplit.channel import MODULATIONS
 from edgesplit.cost import get_device, get_edge, get_link
+from edgesplit.models.device import DTYPES, check_device_name
 from edgesplit.scenario import CHANNEL_KINDS, ENCODING_BITS, ChannelSetting
 
 FADINGS = ("none", "rayleigh")
@@ -34,8 +35,9 @@ DEFAULT_SNR_DB = {"awgn": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0), "digital": (
                   "dropout": (30.0,), "ideal": (30.0,)}
 """SNR grid per channel kind when none is given (dropout/ideal: the SNR that prices the uplink)."""
 IDENTITY_FIELDS = ("model", "corpus", "tokens", "context", "stride", "channel", "fading", "encoding", "device", "edge",
-                   "link")
-"""Fields that must match for two runs to share an output directory (the grids, splits and seeds may grow)."""
+                   "link", "dtype")
+"""Fields that must match for two runs to share an output directory (the grids, splits and seeds may grow; the
+torch device may change: float32 on CPU and on CUDA differ by rounding only, a dtype changes the numbers)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,12 @@ class ProfileConfig:
     """Rows (windows in the clean pass; noisy copies of one window in the tails) per forward call."""
     workers: int = 0
     """Ray workers to fan cells out to (0: evaluate in this process)."""
+    torch_device: str = "cpu"
+    """Torch device of the model: cpu, cuda or cuda:N (the command resolves ``auto``; Ray workers run on CPU)."""
+    dtype: str = "float32"
+    """Weight dtype: float32, bfloat16 or float16 (the command resolves ``auto``)."""
+    allow_cpu_half: bool = False
+    """Accept float16/bfloat16 on CPU (refused otherwise, see :mod:`edgesplit.models.device`)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Free-form notes recorded in config.json (e.g. the command line)."""
 
@@ -102,6 +110,7 @@ class ProfileConfig:
         self._check_counts()
         for lookup, name in ((get_device, self.device), (get_edge, self.edge), (get_link, self.link)):
             lookup(name)
+        self._check_torch()
         self.settings()  # every setting of the grid must be a valid ChannelSetting
 
     def _check_grids(self) -> None:
@@ -139,6 +148,19 @@ class ProfileConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.splits is not None and (not self.splits or any(k < 0 for k in self.splits)):
             raise ValueError(f"splits must be non-empty and >= 0, got {self.splits}")
+
+    def _check_torch(self) -> None:
+        device = check_device_name(self.torch_device)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; accepted: {', '.join(DTYPES)}")
+        if device == "auto":
+            raise ValueError("torch_device must be resolved (cpu, cuda or cuda:N), got 'auto'")
+        if self.workers > 0 and device != "cpu":
+            raise ValueError(f"workers={self.workers} evaluates on Ray CPU workers; use torch device cpu with "
+                             f"workers, or workers 0 to evaluate on {device} in this process")
+        if device == "cpu" and self.dtype != "float32" and not self.allow_cpu_half:
+            raise ValueError(f"dtype {self.dtype} on CPU is refused unless allowed (allow_cpu_half / "
+                             f"--allow-cpu-half); use float32")
 
     def settings(self) -> list[ChannelSetting]:
         """The channel grid, in sweep order (nominal settings: no fading gain applied)."""

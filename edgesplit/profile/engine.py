@@ -112,7 +112,7 @@ class CellResult:
 def _boundaries(model: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
     """``[L + 1, batch, tokens, hidden]`` states at every layer boundary (same ops as DeviceHead, layer by layer)."""
     adapter = model.adapter
-    positions = torch.arange(ids.shape[1]).unsqueeze(0).expand(ids.shape[0], -1)
+    positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand(ids.shape[0], -1)
     hidden = adapter.embed_tokens(ids, positions)
     inputs = adapter.prepare(hidden, None, positions, None, 0, adapter.num_layers)
     states = [hidden]
@@ -124,22 +124,25 @@ def _boundaries(model: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def prepare_windows(model: LoadedModel, token_ids: torch.Tensor, context: int, stride: int | None = None,
                     batch_size: int = 4) -> PreparedWindows:
-    """The clean pass: one forward per window (``batch_size`` windows per call) keeping every boundary state."""
+    """The clean pass: one forward per window (``batch_size`` windows per call) keeping every boundary state.
+
+    The forwards run on the model's device; what is kept lives in host memory (it is what the link impairs)."""
     if token_ids.ndim != 1:
         raise ValueError(f"token_ids must be a 1-D stream, got shape {tuple(token_ids.shape)}")
     start = time.perf_counter()
     prepared: dict[Window, CleanWindow] = {}
     for batch in batch_windows(make_windows(int(token_ids.numel()), context, stride), batch_size):
-        ids = torch.stack([token_ids[w.begin:w.end] for w in batch])
+        ids = torch.stack([token_ids[w.begin:w.end] for w in batch]).to(model.model.device)
         states = _boundaries(model, ids)
         logits = model.adapter.final_norm_and_head(states[-1])
         for row, window in enumerate(batch):
             scored = logits[row, scored_slice(window)].float()
             logp = F.log_softmax(scored, dim=-1)
             targets = token_ids[window.first_target:window.end].long()
-            nll = -logp.gather(-1, targets[:, None]).sum().item()
-            prepared[window] = CleanWindow(window=window, hidden=states[:, row].float().clone(), clean_logp=logp,
-                                           clean_argmax=scored.argmax(-1), targets=targets, clean_nll=nll)
+            nll = -logp.gather(-1, targets[:, None].to(logp.device)).sum().item()
+            prepared[window] = CleanWindow(window=window, hidden=states[:, row].float().to("cpu", copy=True),
+                                           clean_logp=logp.cpu(), clean_argmax=scored.argmax(-1).cpu(),
+                                           targets=targets, clean_nll=nll)
     ordered = [prepared[w] for w in sorted(prepared, key=lambda w: w.begin)]
     return PreparedWindows(windows=ordered, clean_pass_s=time.perf_counter() - start)
 
@@ -156,6 +159,15 @@ class _Sums:
         self.nll -= noisy_logp.gather(-1, clean.targets[:, None]).sum().item()
         self.kl += F.kl_div(noisy_logp, clean.clean_logp, log_target=True, reduction="sum").item()
         self.agree += int((clean.clean_argmax == logits.argmax(-1)).sum())
+
+
+def _on_device(clean: CleanWindow, device: torch.device) -> CleanWindow:
+    """``clean`` with the tensors the scores compare against on ``device`` (itself on CPU: no copy)."""
+    if device.type == "cpu":
+        return clean
+    return CleanWindow(window=clean.window, hidden=clean.hidden, clean_logp=clean.clean_logp.to(device),
+                       clean_argmax=clean.clean_argmax.to(device), targets=clean.targets.to(device),
+                       clean_nll=clean.clean_nll)
 
 
 def _quality(prepared: PreparedWindows, nll: float, kl: float, agree: int) -> QualityResult:
@@ -180,8 +192,9 @@ def _noisy_group(model: LoadedModel, prepared: PreparedWindows, cells: Sequence[
         rows = torch.cat([impair_window(cell, clean.window, payload, s.log) for cell, s in zip(cells, sums,
                                                                                                strict=True)])
         logits = tail(rows)[:, scored_slice(clean.window)]
+        scored = _on_device(clean, logits.device)
         for row, acc in enumerate(sums):
-            acc.add(logits[row], clean)
+            acc.add(logits[row], scored)
     wall = (time.perf_counter() - start) / len(cells)
     return [CellResult(cell=cell, quality=_quality(prepared, s.nll, s.kl, s.agree), wall_s=wall,
                        link_mse=s.log.mean_stat("mse") or 0.0,

@@ -52,7 +52,8 @@ def load_inputs(config: ProfileConfig) -> ProfileInputs:
 
     corpus = load_corpus(config.corpus)  # before the model: a bad corpus fails fast
     try:
-        model = load_model(config.model)
+        model = load_model(config.model, dtype=config.dtype, device=config.torch_device,
+                           allow_cpu_half=config.allow_cpu_half)
     except (ValueError, OSError) as err:
         raise ValueError(f"cannot load model {config.model!r}: {err}") from None
     if model.tokenizer is None:

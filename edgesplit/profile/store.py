@@ -63,7 +63,8 @@ class RunStore:
             if self.cells_path.exists():
                 raise ValueError(f"{self.cells_path} exists without {CONFIG_FILE}; use another --out")
             return
-        before, now = saved.get("identity", {}), json.loads(json.dumps(config.identity()))
+        # runs written before the dtype joined the identity were float32
+        before, now = {"dtype": "float32", **saved.get("identity", {})}, json.loads(json.dumps(config.identity()))
         diffs = [f"{key}: {before.get(key)!r} there, {now[key]!r} now" for key in now if before.get(key) != now[key]]
         if diffs:
             raise ValueError(f"{self.out} holds a different run ({'; '.join(diffs)}); use another --out or the "
