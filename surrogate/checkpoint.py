@@ -68,12 +68,13 @@ def read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_surrogate(path: Path) -> QualitySurrogate:
-    """Rebuild the surrogate saved by :func:`save_surrogate` (predictions are identical)."""
+def load_surrogate(path: Path, device: str = "cpu") -> QualitySurrogate:
+    """Rebuild the surrogate saved by :func:`save_surrogate` (predictions are identical) on ``device``."""
     meta = read_meta(path)
     sensitivity = {name: SensitivityProfile.from_dict(data) for name, data in meta["sensitivity"].items()}
     surrogate = QualitySurrogate(EnsembleConfig.from_dict(meta["config"]), monotone=meta["monotone"],
-                                 scaler=FeatureScaler.from_dict(meta["scaler"]), sensitivity=sensitivity or None)
+                                 scaler=FeatureScaler.from_dict(meta["scaler"]), sensitivity=sensitivity or None,
+                                 device=device)
     surrogate.codec = TargetCodec.from_dict(meta["codec"])
     surrogate.ensemble = surrogate.new_ensemble()
     surrogate.ensemble.load_state_dict(load_file(str(Path(path) / WEIGHTS_FILE)))

@@ -2,6 +2,8 @@
 
 Members differ by their seeded initialisation only (every member sees every row: with a few dozen real cells,
 bootstrapping would throw away data the members need). The spread of the members is the epistemic uncertainty.
+The ensemble runs on one torch ``device`` (CPU by default: these networks are tiny, and the weights are drawn on
+the CPU generator wherever they then run, so a seed gives the same initial members on every device).
 Training is full-batch AdamW on the mean squared error in standardised target space, optionally with a
 monotonicity penalty: ``monotone`` maps an input column to a sign per output (+1: the output must not decrease
 when that input grows, −1: must not increase), and ``monotone_weight · mean(relu(−sign · ∂out/∂in)²)`` is added to
@@ -130,31 +132,32 @@ class DeepEnsemble:
     """Train and evaluate the ensemble on standardised inputs and targets (numpy in, numpy out)."""
 
     def __init__(self, config: EnsembleConfig, in_features: int, out_features: int,
-                 monotone: dict[int, list[float]] | None = None) -> None:
+                 monotone: dict[int, list[float]] | None = None, device: torch.device | str = "cpu") -> None:
         self.config = config
+        self.device = torch.device(device)
         self.in_features, self.out_features = in_features, out_features
         self.monotone = monotone or {}
         generator = torch.Generator().manual_seed(config.seed)
         sizes = [in_features] + [config.hidden_size] * config.depth + [out_features]
-        self.net = BatchedMLP(config.ensemble_size, sizes, config.activation, generator)
+        self.net = BatchedMLP(config.ensemble_size, sizes, config.activation, generator).to(self.device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.steps = 0
 
     def _inputs(self, x: np.ndarray) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"expected inputs of shape [n, {self.in_features}], got {x.shape}")
-        return torch.as_tensor(x, dtype=torch.float32).expand(self.config.ensemble_size, -1, -1)
+        return torch.as_tensor(x, dtype=torch.float32, device=self.device).expand(self.config.ensemble_size, -1, -1)
 
     def train(self, x: np.ndarray, y: np.ndarray, steps: int | None = None) -> float:
         """Run ``steps`` (default: ``config.epochs``) full-batch steps; returns the last MSE."""
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"need as many targets as inputs (and at least one), got {len(x)} and {len(y)}")
-        xs, ys = self._inputs(x), torch.as_tensor(y, dtype=torch.float32)
+        xs, ys = self._inputs(x), torch.as_tensor(y, dtype=torch.float32, device=self.device)
         with single_thread():
             return self._steps(xs, ys, self.config.epochs if steps is None else steps)
 
     def _steps(self, xs: torch.Tensor, ys: torch.Tensor, steps: int) -> float:
-        loss = torch.zeros(())
+        loss = torch.zeros((), device=self.device)
         self.net.train()
         for _ in range(steps):
             self.optimizer.zero_grad(set_to_none=True)
@@ -172,11 +175,11 @@ class DeepEnsemble:
         """``[members, n, out]`` predictions in standardised target space."""
         self.net.eval()
         with single_thread():
-            return self.net(self._inputs(x)).double().numpy()
+            return self.net(self._inputs(x)).double().cpu().numpy()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights (for safetensors)."""
-        return {name: p.detach().clone().contiguous() for name, p in self.net.state_dict().items()}
+        """Weights (for safetensors), in host memory."""
+        return {name: p.detach().to("cpu", copy=True).contiguous() for name, p in self.net.state_dict().items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Inverse of :meth:`state_dict` (shapes must match the config)."""

@@ -74,11 +74,12 @@ def fit_surrogate(data: str | Path | pd.DataFrame, out: str | Path | None = None
                   config: EnsembleConfig | dict | str | Path | None = None, *, seed: int | None = None,
                   holdout: float = 0.0, reward: str | SplitReward = "paper",
                   extra: dict[str, Any] | None = None, sensitivity: dict[str, SensitivityProfile] | None = None,
-                  calibration_folds: int = 5) -> FitOutcome:
+                  calibration_folds: int = 5, device: str = "cpu") -> FitOutcome:
     """Train on ``data`` (a table, a ``cells.parquet`` or a directory of them), report, and save to ``out``.
 
     ``sensitivity`` (profiles by model) adds the first-order KL feature; ``calibration_folds`` ≥ 2 calibrates the
     predictive intervals by cross-validation on the training cells (0: off; skipped when there are too few cells).
+    ``device`` is the torch device of the ensemble (``cpu``, ``cuda``); the checkpoint is the same either way.
     """
     table = data if isinstance(data, pd.DataFrame) else load_cells(Path(data))
     ensemble = read_config(config)
@@ -89,7 +90,7 @@ def fit_surrogate(data: str | Path | pd.DataFrame, out: str | Path | None = None
         train_rows, test_rows = split_rows(len(table), 1.0 - holdout, ensemble.seed)
         held[test_rows] = True
     train = table[~held]
-    surrogate = QualitySurrogate(ensemble, sensitivity=sensitivity).fit(train)
+    surrogate = QualitySurrogate(ensemble, sensitivity=sensitivity, device=device).fit(train)
     if calibration_folds >= 2 and int((~lossless_mask(train)).sum()) >= 2 * calibration_folds:
         surrogate.calibrate(train, calibration_folds)
     bound = reward if isinstance(reward, SplitReward) else reward_for(table, reward)

@@ -191,8 +191,9 @@ class QualitySurrogate:
 
     def __init__(self, config: EnsembleConfig | None = None, monotone: bool | None = None,
                  scaler: FeatureScaler | None = None,
-                 sensitivity: dict[str, SensitivityProfile] | None = None) -> None:
+                 sensitivity: dict[str, SensitivityProfile] | None = None, device: str = "cpu") -> None:
         self.config = config or EnsembleConfig()
+        self.device = device  # of the ensemble's training and predictions (outputs are numpy either way)
         self.use_monotone = self.config.monotone_weight > 0 if monotone is None else monotone
         self.scaler = scaler
         self.sensitivity = dict(sensitivity) if sensitivity else None
@@ -217,11 +218,11 @@ class QualitySurrogate:
 
     def new_ensemble(self) -> DeepEnsemble:
         """An untrained ensemble of this surrogate's shape."""
-        return DeepEnsemble(self.config, len(self.features), len(TARGETS), self._monotone_columns())
+        return DeepEnsemble(self.config, len(self.features), len(TARGETS), self._monotone_columns(), self.device)
 
     def clone(self) -> QualitySurrogate:
         """An untrained surrogate of the same configuration (config, monotonicity, sensitivity; fresh scaling)."""
-        return QualitySurrogate(self.config, self.use_monotone, sensitivity=self.sensitivity)
+        return QualitySurrogate(self.config, self.use_monotone, sensitivity=self.sensitivity, device=self.device)
 
     def calibrate(self, frame: pd.DataFrame, folds: int = 5, level: float = 0.9) -> np.ndarray:
         """Set :attr:`interval_scale` from ``folds``-fold cross-validation on ``frame`` (the labelled cells) so that

@@ -167,7 +167,8 @@ def find_profiles(specs: list[str] | tuple[str, ...], data: Path | None = None) 
 def measure_sensitivity(model: LoadedModel, token_ids: torch.Tensor, *, context: int = 256, tokens: int = 512,
                         samples: int = 1, seed: int = 0, corpus: str = "custom",
                         progress: bool = False) -> SensitivityProfile:
-    """The profile of ``model`` over the first ``tokens`` of ``token_ids`` in windows of ``context`` tokens."""
+    """The profile of ``model`` over the first ``tokens`` of ``token_ids`` in windows of ``context`` tokens (the
+    passes run on the model's device)."""
     if token_ids.ndim != 1 or token_ids.numel() < 2:
         raise ValueError(f"token_ids must be a 1-D stream of at least 2 tokens, got {tuple(token_ids.shape)}")
     if context < 2 or tokens < 2 or samples < 1:
@@ -185,7 +186,7 @@ def measure_sensitivity(model: LoadedModel, token_ids: torch.Tensor, *, context:
 
         iterator = tqdm(windows, desc="sensitivity", unit="window")
     for window in iterator:
-        ids = window.unsqueeze(0)
+        ids = window.unsqueeze(0).to(model.model.device)
         for _ in range(samples):
             _accumulate(adapter, layers, ids, generator, sums)
             passes += 1
@@ -201,7 +202,7 @@ def _accumulate(adapter, layers: int, ids: torch.Tensor, generator: torch.Genera
     Gradients are taken with :func:`torch.autograd.grad` for the boundary states only: the model's parameters get
     no ``.grad`` (the model is left as it was found, whatever its ``requires_grad`` flags).
     """
-    positions = torch.arange(ids.shape[1]).unsqueeze(0)
+    positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
     with torch.enable_grad():
         hidden = adapter.embed_tokens(ids, positions).detach().requires_grad_(True)
         inputs = adapter.prepare(hidden, None, positions, None, 0, layers)
@@ -209,8 +210,8 @@ def _accumulate(adapter, layers: int, ids: torch.Tensor, generator: torch.Genera
         for index in range(layers):
             states.append(adapter.run_layers(states[-1], index, index + 1, inputs, None))
         logp = F.log_softmax(adapter.final_norm_and_head(states[-1]).float()[0], dim=-1)
-        with torch.no_grad():
-            labels = torch.multinomial(logp.exp(), 1, generator=generator)
+        with torch.no_grad():  # drawn on the CPU generator wherever the model runs: same seed, same labels
+            labels = torch.multinomial(logp.exp().cpu(), 1, generator=generator).to(logp.device)
         grads = torch.autograd.grad(logp.gather(-1, labels).sum(), states[1:layers]) if layers > 1 else ()
     with torch.no_grad():
         for k, grad in enumerate(grads, start=1):

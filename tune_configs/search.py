@@ -15,6 +15,11 @@ work from few real evaluations) and reports, ``reports`` times during training, 
 target space), the validation R² of the log-perplexity ratio and the decision regret over the whole table
 (per-state %, see :mod:`surrogate.metrics`). ASHA stops poor trials at those milestones; the objective is
 ``val_nll`` or ``regret``. The best config (with the search's seed) is written to ``best_config.json``.
+
+Resources: each trial reserves ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs (``tune.with_resources``;
+fractions share a device); a trial with a GPU trains its ensemble there, one without on CPU. On a Ray started here
+a GPU request the cluster cannot meet is an error (its trials would wait forever); a joined cluster
+(``RAY_ADDRESS``) may be autoscaling, so there it is a warning.
 """
 
 from __future__ import annotations
@@ -117,18 +122,21 @@ def to_tune(space: dict[str, Any]) -> dict[str, Any]:
 
 
 def surrogate_trainable(config: dict[str, Any], table: pd.DataFrame, reward: SplitReward, train_fraction: float,
-                        reports: int, seed: int) -> None:
+                        reports: int, seed: int, device: str = "cpu") -> None:
     """One Tune trial: train in ``reports`` stages, reporting validation NLL, R² and regret after each."""
     import torch
     from ray import tune
 
+    from edgesplit.models.device import resolve_device
+
     torch.set_num_threads(1)
+    torch_device = resolve_device(device)  # in a trial: follows the GPUs Ray reserved for it
     ensemble = EnsembleConfig.from_dict({**{k: v for k, v in config.items() if k in TUNABLE}, "seed": seed})
     train_rows, val_rows = split_rows(len(table), train_fraction, seed)
     train, val = table.iloc[train_rows], table.iloc[val_rows]
     held = np.zeros(len(table), dtype=bool)
     held[val_rows] = True
-    surrogate = QualitySurrogate(ensemble)
+    surrogate = QualitySurrogate(ensemble, device=str(torch_device))
     surrogate.prepare(train)
     done = 0
     for stage in range(1, reports + 1):
@@ -171,7 +179,7 @@ def _ensure_ray() -> None:
 def tune_surrogate(space_path: str | Path, samples: int, data: str | Path | pd.DataFrame, out: str | Path,
                    seed: int = 0, *, objective: str = "val_nll", reward: str | SplitReward = "paper",
                    train_fraction: float = 0.3, reports: int = 4, max_concurrent: int = 2,
-                   cpus_per_trial: float = 1.0) -> TuneOutcome:
+                   cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0) -> TuneOutcome:
     """Run the search (see the module docstring) and save the best config as ``out/best_config.json``."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -184,6 +192,7 @@ def tune_surrogate(space_path: str | Path, samples: int, data: str | Path | pd.D
         raise ValueError(f"unknown objective {objective!r}; accepted: {', '.join(METRICS)}")
     if samples < 1 or reports < 1 or max_concurrent < 1:
         raise ValueError("samples, reports and max_concurrent must be >= 1")
+    resources = trial_resources(cpus_per_trial, gpus_per_trial)
     space = load_space(space_path)
     table = data if isinstance(data, pd.DataFrame) else load_cells(Path(data))
     bound = reward if isinstance(reward, SplitReward) else reward_for(table, reward)
@@ -191,9 +200,10 @@ def tune_surrogate(space_path: str | Path, samples: int, data: str | Path | pd.D
     out.mkdir(parents=True, exist_ok=True)
     metric = METRICS[objective]
     _ensure_ray()
+    check_trial_gpus(gpus_per_trial)
     trainable = tune.with_resources(tune.with_parameters(
-        surrogate_trainable, table=table, reward=bound, train_fraction=train_fraction, reports=reports, seed=seed),
-        {"cpu": cpus_per_trial})
+        surrogate_trainable, table=table, reward=bound, train_fraction=train_fraction, reports=reports, seed=seed,
+        device="cuda" if gpus_per_trial > 0 else "cpu"), resources)
     search = ConcurrencyLimiter(OptunaSearch(metric=metric, mode="min", seed=seed), max_concurrent=max_concurrent)
     scheduler = ASHAScheduler(metric=metric, mode="min", max_t=reports, grace_period=1, reduction_factor=2)
     tuner = tune.Tuner(trainable, param_space=to_tune(space),
@@ -201,6 +211,31 @@ def tune_surrogate(space_path: str | Path, samples: int, data: str | Path | pd.D
                        run_config=tune.RunConfig(name="surrogate", storage_path=str(out / "tune"), verbose=0))
     results = tuner.fit()
     return _save(results, space, space_path, metric, seed, out, samples)
+
+
+def trial_resources(cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0) -> dict[str, float]:
+    """The resources one trial reserves (``tune.with_resources``); ValueError for impossible values."""
+    if not (math.isfinite(cpus_per_trial) and cpus_per_trial > 0):
+        raise ValueError(f"cpus_per_trial must be > 0, got {cpus_per_trial!r}")
+    if not (math.isfinite(gpus_per_trial) and gpus_per_trial >= 0):
+        raise ValueError(f"gpus_per_trial must be >= 0, got {gpus_per_trial!r}")
+    if gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
+        raise ValueError(f"gpus_per_trial above 1 must be a whole number of GPUs, got {gpus_per_trial!r}")
+    return {"cpu": float(cpus_per_trial), "gpu": float(gpus_per_trial)}
+
+
+def check_trial_gpus(gpus_per_trial: float) -> None:
+    """Refuse (Ray started here) or warn about (a joined, maybe autoscaling cluster) a GPU request the connected
+    cluster cannot place now."""
+    import ray
+
+    have = float(ray.cluster_resources().get("GPU", 0.0))
+    if gpus_per_trial <= have:
+        return
+    message = f"gpus_per_trial={gpus_per_trial:g} but the Ray cluster reports {have:g} GPU(s)"
+    if not os.environ.get("RAY_ADDRESS"):
+        raise ValueError(f"{message}: trials would wait forever; use --gpus-per-trial 0 (CPU trials)")
+    print(f"warning: {message}; trials wait until an autoscaler adds GPU nodes", flush=True)
 
 
 def _save(results: Any, space: dict[str, Any], space_path: str | Path, metric: str, seed: int, out: Path,
@@ -220,5 +255,5 @@ def _save(results: Any, space: dict[str, Any], space_path: str | Path, metric: s
     return TuneOutcome(best=replace(config), metric=metric, value=value, trials=trials, path=path)
 
 
-__all__ = ["BEST_FILE", "METRICS", "SPACE_TYPES", "TUNABLE", "TuneOutcome", "check_space", "load_space",
-           "surrogate_trainable", "to_tune", "tune_surrogate"]
+__all__ = ["BEST_FILE", "METRICS", "SPACE_TYPES", "TUNABLE", "TuneOutcome", "check_space", "check_trial_gpus",
+           "load_space", "surrogate_trainable", "to_tune", "trial_resources", "tune_surrogate"]
