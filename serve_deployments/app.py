@@ -9,17 +9,25 @@ the YAML's per-deployment options; the defaults below are what a 2-core loopback
 
 Bearer tokens are read from the environment variable named by ``api_token_env`` (comma-separated) where the app is
 built (the driver); only their SHA-256 digests go into the deployments' arguments.
+
+Devices: ``device`` (auto, cpu, cuda, cuda:N) is where each edge replica's layer stack runs, checked against the GPUs
+the replica reserves (the edge deployment's ``ray_actor_options.num_gpus``): GPUs reserved need device cuda or auto,
+device cuda needs GPUs reserved, and auto means cuda exactly when the replica reserved one
+(:mod:`serve_deployments.edge_device`: ``edgesplit serve`` checks the YAML before deploying, every replica checks
+its own reservation when it starts).
 """
 
 import hashlib
 import os
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray import serve
 from ray.serve.config import BackpressureConfig, RequestRouterConfig
 
+from edgesplit.models.device import check_device_name
 from serve_deployments.controller import ControllerArgs, SplitControllerDeployment
 from serve_deployments.edge_deployment import EdgeArgs, EdgeTailDeployment
+from serve_deployments.edge_device import check_edge_gpus, place_engine, replica_device
 from serve_deployments.ingress import EdgeHttpRoutes, IngressArgs, app
 
 CONSISTENT_HASH_ROUTER = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
@@ -40,6 +48,14 @@ class EdgeAppArgs(BaseModel):
     """Environment variable holding the bearer token(s), comma-separated; unset or empty means no auth."""
     session_affinity: bool = True
     """Route each session's requests by consistent hashing of its id (off: Serve's default power-of-two router)."""
+    device: str = "auto"
+    """Torch device of the edge replicas' layer stack: auto (cuda when the replica reserves a GPU with
+    ``ray_actor_options.num_gpus``, else cpu), cpu, cuda or cuda:N (see the module docstring)."""
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device_name(value)
 
 
 # Decorated at import (not inside the builder): serve.ingress rewrites the module-level FastAPI app's routes into
@@ -48,8 +64,10 @@ class EdgeAppArgs(BaseModel):
 class EdgeServer(EdgeHttpRoutes, EdgeTailDeployment):
     """The edge replica: the layer stack (handle API) with the HTTP routes served in the same process."""
 
-    def __init__(self, edge: dict, controller, http: dict | None = None) -> None:
+    def __init__(self, edge: dict, controller, http: dict | None = None, device: str = "cpu") -> None:
+        torch_device = replica_device(device)  # before the weights load: a wrong reservation fails fast
         EdgeTailDeployment.__init__(self, edge)
+        place_engine(self.engine, torch_device)
         self.controller = controller
         self.http = IngressArgs.model_validate(http or {})
 
@@ -79,9 +97,11 @@ def compose(args: EdgeAppArgs, edge_options: dict | None = None) -> serve.Applic
     http = args.ingress.model_copy(update={"api_token_sha256": digests})
     edge = edge_deployment(args.session_affinity, args.ingress.retry_after_s)
     if edge_options:
+        if "ray_actor_options" in edge_options:
+            check_edge_gpus(args.device, edge_options["ray_actor_options"])
         edge = edge.options(**edge_options)
     controller = controller_deployment().bind(args.controller.model_dump())
-    return edge.bind(args.edge.model_dump(), controller, http.model_dump())
+    return edge.bind(args.edge.model_dump(), controller, http.model_dump(), args.device)
 
 
 def build_app(args: EdgeAppArgs) -> serve.Application:

@@ -36,9 +36,29 @@ def load_config(path: Path, host: str | None = None, port: int | None = None, ed
                     if deployment.get("name") == "EdgeTailDeployment":
                         deployment.pop("autoscaling_config", None)
                         deployment["num_replicas"] = edge_replicas
-        return ServeDeploySchema.model_validate(raw)
+        schema = ServeDeploySchema.model_validate(raw)
+        check_devices(schema)
+        return schema
     except (OSError, yaml.YAMLError, ValueError, AttributeError) as err:
         fail(f"cannot use Serve config {path}: {err}")
+
+
+def check_devices(schema) -> None:
+    """ValueError when an edgesplit app's ``device`` does not fit its edge deployment's ``ray_actor_options.num_gpus``
+    (:mod:`serve_deployments.edge_device`), naming the app."""
+    from serve_deployments.app import EdgeAppArgs
+    from serve_deployments.edge_device import check_edge_gpus
+
+    for app in schema.applications:
+        if app.import_path != "serve_deployments.app:build_app":
+            continue
+        device = EdgeAppArgs.model_validate(app.args or {}).device
+        edge = next((d for d in app.deployments or [] if d.name == "EdgeTailDeployment"), None)
+        num_gpus = getattr(edge.ray_actor_options, "num_gpus", None) if edge is not None else None
+        try:
+            check_edge_gpus(device, {"num_gpus": num_gpus})
+        except ValueError as err:
+            raise ValueError(f"app {app.name!r}: {err}") from None
 
 
 def start(config, timeout_s: float = 300.0) -> str:

@@ -41,7 +41,8 @@ class Sampler:
         """The token at ``position`` for one row of logits ``[vocab]``."""
         if self.temperature == 0.0:
             return int(logits.argmax())
-        probs = torch.softmax(logits.double() / self.temperature, dim=-1)
+        # drawn on the CPU generator wherever the logits live: same seed and position, same token on every device
+        probs = torch.softmax(logits.double().cpu() / self.temperature, dim=-1)
         if self.top_p < 1.0:
             ordered, order = probs.sort(descending=True)
             keep = ordered.cumsum(-1) - ordered < self.top_p  # always keeps the most likely token
