@@ -185,6 +185,22 @@ class EdgeWorker:
         return {"edge_id": self.edge_id, "pid": os.getpid(), "calls": self.calls, "sessions": len(self.sessions)}
 
 
+def place_model(loaded: LoadedModel, device: str = "cpu", dtype: str = "float32",
+                allow_cpu_half: bool = False) -> LoadedModel:
+    """``loaded`` on ``device`` in ``dtype``, resolved against the GPUs Ray reserved for this process (a CPU float32
+    model is returned as it is: the zero-copy view of the shared weights stays)."""
+    from edgesplit.models.device import check_gpu_reservation, ray_gpus_reserved, resolve_device, resolve_dtype
+
+    reserved = ray_gpus_reserved()
+    if reserved is not None:
+        check_gpu_reservation(device, reserved)
+    torch_device = resolve_device(device, gpus_reserved=reserved)
+    torch_dtype = resolve_dtype(dtype, torch_device, allow_cpu_half=allow_cpu_half)
+    if loaded.model.device != torch_device or loaded.model.dtype != torch_dtype:
+        loaded.model.to(device=torch_device, dtype=torch_dtype)
+    return loaded
+
+
 class EdgeActor(EdgeWorker):
     """:class:`EdgeWorker` built from a shared model inside a Ray actor (``ray.remote`` is applied by the fleet).
 
@@ -194,11 +210,12 @@ class EdgeActor(EdgeWorker):
     """
 
     def __init__(self, shared, edge_id: int = 0, *, batch: bool = True, threads: int = 1,
-                 fault_after_calls: int | None = None) -> None:
+                 fault_after_calls: int | None = None, device: str = "cpu", dtype: str = "float32",
+                 allow_cpu_half: bool = False) -> None:
         from cluster.weights import build_model
 
         torch.set_num_threads(threads)
-        super().__init__(build_model(shared), edge_id, batch=batch)
+        super().__init__(place_model(build_model(shared), device, dtype, allow_cpu_half), edge_id, batch=batch)
         self.fault_at_call: int | None = None
         if fault_after_calls is not None and not self._was_restarted():
             self.fault_at_call = fault_after_calls

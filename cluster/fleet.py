@@ -14,6 +14,12 @@ the app itself when none is running (and removes it at :meth:`RayFleet.shutdown`
 
 :class:`FleetConfig` validates everything a run needs before any actor starts; :func:`run_local_fleet` runs the
 same UE and edge classes in this process without Ray.
+
+Devices: the UEs simulate phones and run on CPU in float32. The edges run their tails on ``edge_device`` in
+``edge_dtype`` with ``edge_num_gpus`` Ray GPUs each (``auto``: cuda exactly when the edge reserved a GPU, bfloat16
+there where supported, float32 on CPU); each edge actor converts its view of the shared weights when it starts
+(a CPU float32 edge keeps the zero-copy view). The Serve backend takes the device and GPUs (the app's ``device``
+and ``ray_actor_options.num_gpus``); its replicas load float32 (``edge_dtype`` auto or float32 only).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from cluster.ue_actor import UEFleet, UEFleetActor
 from cluster.ue_device import RequestSpec, UESpec
 from edgesplit.channel import make_config
 from edgesplit.models import LoadedModel
+from edgesplit.models.device import DTYPE_NAMES, check_gpu_reservation
 
 EDGE_BACKENDS = ("actors", "serve")
 """What the UEs' packets go to: edge actors, or the Serve app's deployments."""
@@ -119,6 +126,15 @@ class FleetConfig:
     """Ray CPUs reserved per edge actor."""
     progress_interval_s: float = 0.5
     """How long a UE fleet actor works before reporting finished rows to the driver."""
+    edge_device: str = "auto"
+    """Torch device of the edges' tails: auto (cuda when the edge reserved a GPU), cpu, cuda or cuda:N."""
+    edge_dtype: str = "auto"
+    """Weight dtype of the edges: auto (bfloat16 on a CUDA edge that supports it, else float32), float32, bfloat16,
+    float16."""
+    edge_num_gpus: float = 0.0
+    """Ray GPUs reserved per edge actor (or edge replica with the serve backend)."""
+    allow_cpu_half: bool = False
+    """Accept float16/bfloat16 on CPU edges (refused otherwise, see :mod:`edgesplit.models.device`)."""
 
     def __post_init__(self) -> None:
         for name in ("ues", "edges", "requests", "ue_actors", "max_new_tokens", "prompt_tokens"):
@@ -138,6 +154,20 @@ class FleetConfig:
         for name in ("ue_num_cpus", "edge_num_cpus", "progress_interval_s"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        self._check_edge_device()
+
+    def _check_edge_device(self) -> None:
+        if not math.isfinite(self.edge_num_gpus):
+            raise ValueError(f"edge_num_gpus must be finite, got {self.edge_num_gpus!r}")
+        check_gpu_reservation(self.edge_device, self.edge_num_gpus)
+        if self.edge_dtype not in DTYPE_NAMES:
+            raise ValueError(f"unknown edge dtype {self.edge_dtype!r}; accepted: {', '.join(DTYPE_NAMES)}")
+        half = self.edge_dtype in ("float16", "bfloat16")
+        if half and self.edge_num_gpus == 0 and not self.allow_cpu_half:
+            raise ValueError(f"edge dtype {self.edge_dtype} on CPU edges (no GPU reserved) is refused unless allowed "
+                             f"(--allow-cpu-half); use float32 or auto")
+        if half and self.edge_backend == "serve":
+            raise ValueError("the serve backend's replicas load float32; edge dtype must be auto or float32 there")
         if not self.devices:
             raise ValueError("devices needs at least one device profile")
         self._check_distances()
@@ -175,6 +205,10 @@ class FleetConfig:
     def make_requests(self, prompts: list[tuple[int, ...]]) -> list[RequestSpec]:
         """One request per prompt (the CLI makes ``requests`` of them); request ``j`` goes to UE ``j mod ues``."""
         return [RequestSpec(j, j % self.ues, tuple(p), self.max_new_tokens) for j, p in enumerate(prompts)]
+
+    def edge_options(self) -> dict[str, Any]:
+        """Keyword options of :class:`EdgeActor` (device and dtype) implied by this config."""
+        return {"device": self.edge_device, "dtype": self.edge_dtype, "allow_cpu_half": self.allow_cpu_half}
 
     def ue_options(self) -> dict[str, Any]:
         """Keyword options of :class:`UEFleet` implied by this config."""
@@ -215,14 +249,16 @@ class RayFleet:
             from cluster.serve_edge import FleetServeApp, ServeUEFleetActor
 
             self.serve_app = FleetServeApp()
-            self.serve_app.start(loaded, config.edges, config.edge_num_cpus, batching=config.batch_edge)
+            self.serve_app.start(loaded, config.edges, config.edge_num_cpus, batching=config.batch_edge,
+                                 device=config.edge_device, num_gpus=config.edge_num_gpus)
             ue_cls = ray.remote(ServeUEFleetActor).options(num_cpus=config.ue_num_cpus, max_restarts=0)
             self.ue_actors = [ue_cls.remote(self.model_ref, group, **config.ue_options()) for group in self.groups]
         else:
-            edge_cls = ray.remote(EdgeActor).options(num_cpus=config.edge_num_cpus, max_restarts=config.max_restarts,
-                                                     max_task_retries=0)
+            edge_cls = ray.remote(EdgeActor).options(num_cpus=config.edge_num_cpus, num_gpus=config.edge_num_gpus,
+                                                     max_restarts=config.max_restarts, max_task_retries=0)
             self.edges = [edge_cls.remote(self.model_ref, i, batch=config.batch_edge,
-                                          fault_after_calls=config.edge_fault_after_calls if i == 0 else None)
+                                          fault_after_calls=config.edge_fault_after_calls if i == 0 else None,
+                                          **config.edge_options())
                           for i in range(config.edges)]
             ue_cls = ray.remote(UEFleetActor).options(num_cpus=config.ue_num_cpus, max_restarts=0)
             self.ue_actors = [ue_cls.remote(self.model_ref, group, self.edges, **config.ue_options())

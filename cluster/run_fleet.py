@@ -5,6 +5,7 @@ Run::
     python -m cluster.run_fleet --ues 8 --edges 2 --requests 32 --policy fixed:15 --out runs/fleet
     python -m cluster.run_fleet --smoke-test --out runs/fleet-smoke          # 2 UEs x 1 edge, 4 short requests
     python -m cluster.run_fleet --edge serve --edges 2 --out runs/fleet-serve  # through the Serve app's handles
+    python -m cluster.run_fleet --edges 2 --edge-gpus 1 --torch-device cuda --dtype bfloat16   # GPU edges
     ray job submit --working-dir . -- python -m cluster.run_fleet --out runs/fleet   # on a cluster
 
 Starts a local Ray instance, or joins the cluster named by ``RAY_ADDRESS``. Prompts are equal-length token
@@ -19,6 +20,10 @@ themselves; see ``cluster/serve_edge.py`` for what the rows record there). Write
   UE energy, and text-quality signals against the clean unsplit model);
 - ``summary.csv``: per split point and overall (also printed);
 - ``config.json``: the configuration, seed, prompt source, versions and run totals.
+
+Devices: the UEs run on CPU in float32; ``--torch-device``, ``--dtype`` and ``--edge-gpus`` (Ray GPUs reserved per
+edge actor or replica) place the edges' tails (``auto``: cuda exactly when an edge reserved a GPU, bfloat16 there).
+``--devices`` is something else: the UEs' hardware profiles for the simulated compute time.
 
 Channel options take ``kind:name=value,...``: ``--channel gauss_markov:distance_sigma_m=20,fading_rho=0.8``,
 ``--impairment awgn`` or ``--impairment digital:bits=4,modulation=16qam``. Bad input exits with status 2 before
@@ -72,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-restarts", type=int, default=2, help="Ray restarts per edge actor")
     p.add_argument("--max-request-retries", type=int, default=3)
     p.add_argument("--edge-fault-after", type=int, default=None, help="crash edge 0 on call N+1 (fault demo)")
+    p.add_argument("--torch-device", default="auto", help="edges' torch device: auto | cpu | cuda | cuda:N")
+    p.add_argument("--dtype", default="auto", help="edges' weight dtype: auto | float32 | bfloat16 | float16")
+    p.add_argument("--allow-cpu-half", action="store_true", help="accept float16/bfloat16 on CPU edges")
+    p.add_argument("--edge-gpus", type=float, default=0.0, help="Ray GPUs reserved per edge (0: CPU edges)")
     p.add_argument("--out", type=Path, default=Path("runs/fleet"))
     p.add_argument("--smoke-test", action="store_true", help=f"tiny run: {SMOKE}")
     return p
@@ -103,7 +112,9 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
                            edge_profile=args.edge_profile, seed=args.seed,
                            enforce_link_latency=args.enforce_link_latency, batch_edge=not args.no_edge_batching,
                            max_restarts=args.max_restarts, max_request_retries=args.max_request_retries,
-                           edge_fault_after_calls=args.edge_fault_after, edge_backend=args.edge)
+                           edge_fault_after_calls=args.edge_fault_after, edge_backend=args.edge,
+                           edge_device=args.torch_device, edge_dtype=args.dtype, edge_num_gpus=args.edge_gpus,
+                           allow_cpu_half=args.allow_cpu_half)
     except (ValueError, TypeError) as err:
         raise BadInput(str(err)) from None
 
@@ -159,6 +170,10 @@ def _check_resources(config: FleetConfig) -> None:
     if need > have:
         raise BadInput(f"the fleet needs {need:g} Ray CPUs ({config.ue_actors} UE actors x {config.ue_num_cpus:g} "
                        f"+ {config.edges} edges x {config.edge_num_cpus:g}) but the cluster has {have:g}")
+    gpus, have_gpus = config.edges * config.edge_num_gpus, ray.cluster_resources().get("GPU", 0.0)
+    if gpus > have_gpus:
+        raise BadInput(f"the fleet needs {gpus:g} Ray GPUs ({config.edges} edges x {config.edge_num_gpus:g}, "
+                       f"--edge-gpus) but the cluster has {have_gpus:g}")
 
 
 def run(config: FleetConfig, loaded, prompts: list[tuple[int, ...]]) -> tuple[list[dict[str, Any]], float]:

@@ -288,9 +288,10 @@ class FleetServeApp:
     started_serve: bool = False
     """True when :meth:`start` also started Serve (no HTTP proxy: the fleet uses handles only)."""
 
-    def start(self, loaded: LoadedModel, replicas: int, num_cpus: float, batching: bool = True) -> dict:
-        """Deploy the app for ``loaded``'s model, or use a running one as it is (its replicas and limits) when its
-        model matches; returns the edge's model facts."""
+    def start(self, loaded: LoadedModel, replicas: int, num_cpus: float, batching: bool = True,
+              device: str = "auto", num_gpus: float = 0.0) -> dict:
+        """Deploy the app for ``loaded``'s model (replicas on ``device`` with ``num_gpus`` each), or use a running one
+        as it is (its replicas, limits and devices) when its model matches; returns the edge's model facts."""
         from ray import serve
         from ray.serve.context import _get_global_client
 
@@ -304,9 +305,9 @@ class FleetServeApp:
                 self.started_serve = True
             name = str(Path(loaded.name).resolve()) if Path(loaded.name).is_dir() else loaded.name
             edge = EdgeArgs(model=name, batching=batching, torch_threads=max(1, math.ceil(num_cpus)))
-            options = {"num_replicas": replicas, "ray_actor_options": {"num_cpus": num_cpus}}
+            options = {"num_replicas": replicas, "ray_actor_options": {"num_cpus": num_cpus, "num_gpus": num_gpus}}
             self.deployed = True
-            serve.run(compose(EdgeAppArgs(edge=edge), options), name=self.app_name, route_prefix=None)
+            serve.run(compose(EdgeAppArgs(edge=edge, device=device), options), name=self.app_name, route_prefix=None)
         return self.check_model(loaded)
 
     def check_model(self, loaded: LoadedModel) -> dict:
