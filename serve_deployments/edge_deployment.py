@@ -1,10 +1,12 @@
 """``EdgeTailDeployment``: the edge layer stack as a Ray Serve deployment (one replica serves every split ``k``).
 
-A thin shell over :class:`~serve_deployments.tail_engine.TailEngine`: every call that touches the model or the
-session table runs on one worker thread (so the replica's event loop keeps answering health checks while a
-forward runs, and no two forwards race on a cache), decode steps of concurrent sessions are gathered by
-``@serve.batch`` into one tail forward (padded caches, any lengths; the batch is sized to the sessions decoding
-now, see :meth:`EdgeTailDeployment._size_next_batch`), and idle sessions expire in a background task.
+A thin shell over an edge engine (:mod:`serve_deployments.edge_engine`: the transformers
+:class:`~serve_deployments.tail_engine.TailEngine` by default, or vLLM with ``engine: vllm``): every call that
+touches the model or the session table runs on one worker thread (so the replica's event loop keeps answering
+health checks while a forward runs, and no two forwards race on a cache), decode steps of concurrent sessions are
+gathered by ``@serve.batch`` into one engine call (padded caches, any lengths, on the transformers engine; one
+vLLM engine step on vLLM; the batch is sized to the sessions decoding now, see
+:meth:`EdgeTailDeployment._size_next_batch`), and idle sessions expire in a background task.
 Results and errors are returned as plain dicts (an error is ``{"error": {"code", "message", "retry_after_s"}}``),
 so nothing but data crosses a handle.
 
@@ -19,13 +21,15 @@ import asyncio
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 from ray.serve.metrics import Counter, Gauge, Histogram
 
+from serve_deployments.edge_engine import VLLM_INSTALL_HINT, VllmArgs, build_engine, vllm_available
 from serve_deployments.edge_errors import EdgeError, EdgeRejected
-from serve_deployments.tail_engine import DecodeWork, EdgeLimits, SessionCreate, TailEngine
+from serve_deployments.tail_engine import DecodeWork, EdgeLimits, SessionCreate
 
 
 class EdgeArgs(BaseModel):
@@ -48,6 +52,17 @@ class EdgeArgs(BaseModel):
     """Intra-op threads of the replica's torch (0: torch's default)."""
     expiry_interval_s: float = Field(5.0, gt=0, le=3600)
     """How often idle sessions are swept."""
+    engine: Literal["transformers", "vllm"] = "transformers"
+    """What runs the layers: the transformers split engine (every ``k``, one model), or vLLM (``k = 0`` native,
+    ``0 < k < L`` as an out-of-tree tail model; needs the vllm package, see ``make setup-vllm``)."""
+    vllm: VllmArgs = Field(default_factory=VllmArgs)
+    """Options of the vLLM engine (block size, KV-cache space, splits built at start)."""
+
+    @model_validator(mode="after")
+    def _engine_importable(self) -> EdgeArgs:
+        if self.engine == "vllm" and not vllm_available():
+            raise ValueError(VLLM_INSTALL_HINT)
+        return self
 
 
 _BYTES = Counter("edgesplit_edge_bytes_received_total", "Packet bytes received by the edge tail.")
@@ -65,12 +80,11 @@ class EdgeTailDeployment:
     def __init__(self, args: dict | EdgeArgs) -> None:
         import torch
 
-        from edgesplit.models import load_model
-
         self.args = EdgeArgs.model_validate(args) if isinstance(args, dict) else args
         if self.args.torch_threads:
             torch.set_num_threads(self.args.torch_threads)
-        self.engine = TailEngine(load_model(self.args.model, dtype=self.args.dtype), self.args.limits)
+        self.engine = build_engine(self.args.engine, self.args.model, self.args.dtype, self.args.limits,
+                                   self.args.vllm)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-tail")
         self._decode_batch.set_max_batch_size(self.args.limits.max_batch_size)
         self._decode_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)

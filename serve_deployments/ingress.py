@@ -192,7 +192,7 @@ class EdgeHttpRoutes:
             ctl = await asyncio.wait_for(self.controller.info.remote(), 5.0)
         except Exception as err:  # any failure to answer means not ready
             return error_response(EdgeError("edge_unavailable", f"not ready: {type(err).__name__}", 1.0))
-        return JSONResponse({"status": "ready", "model": self.engine.loaded.name, "policy": ctl})
+        return JSONResponse({"status": "ready", "model": self.engine.name, "policy": ctl})
 
     @app.get("/v1/models")
     async def http_models(self, request: Request) -> JSONResponse:

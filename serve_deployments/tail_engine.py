@@ -86,6 +86,7 @@ class _Session:
     kv_reserved: int
     sampler: Sampler
     state: SideSession
+    """The session's decoding state (another engine keeps its own object with the same ``seen_tokens``)."""
     last_used: float
     generated: int = 0
 
@@ -106,15 +107,23 @@ class TailEngine:
 
     def __init__(self, loaded: LoadedModel, limits: EdgeLimits | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.loaded, self.limits, self.clock = loaded, limits or EdgeLimits(), clock
+        self.loaded = loaded
+        self._init_table(loaded.name, loaded.model.config, loaded.model.dtype, limits, clock)
         self.num_layers, self.hidden = loaded.num_layers, loaded.hidden_size
         self.vocab = loaded.adapter.vocab_size
-        self.profile = ModelProfile.from_config(loaded.model.config)
-        self.kv_element_bytes = torch.finfo(loaded.model.dtype).bits // 8
-        self.sessions: dict[str, _Session] = {}
-        self.kv_reserved = 0
         self._tails: dict[int, EdgeTail] = {}
         self._pad_stack: dict[int, bool] = {}
+
+    def _init_table(self, name: str, config, dtype: torch.dtype, limits: EdgeLimits | None,
+                    clock: Callable[[], float]) -> None:
+        """Model facts, limits and the empty session table (shared with the other edge engines)."""
+        self.name, self.limits, self.clock = name, limits or EdgeLimits(), clock
+        text = config.get_text_config(decoder=True)
+        self.num_layers, self.hidden, self.vocab = text.num_hidden_layers, text.hidden_size, text.vocab_size
+        self.profile = ModelProfile.from_config(config)
+        self.kv_element_bytes = torch.finfo(dtype).bits // 8
+        self.sessions: dict[str, _Session] = {}
+        self.kv_reserved = 0
         self.counters = {"tokens": 0, "bytes_in": 0, "forwards": 0, "expired": 0}
 
     # ---- model --------------------------------------------------------------------------------------------------
@@ -127,7 +136,7 @@ class TailEngine:
 
     def model_info(self) -> dict:
         """What a UE needs to check it runs the matching head."""
-        return {"model": self.loaded.name, "num_layers": self.num_layers, "hidden_size": self.hidden,
+        return {"model": self.name, "num_layers": self.num_layers, "hidden_size": self.hidden,
                 "vocab_size": self.vocab, "encodings": list(FLOAT_ENCODINGS),
                 "max_tokens_per_session": self.limits.max_tokens_per_session}
 
@@ -157,10 +166,13 @@ class TailEngine:
         self._admit(reserve)
         sampler = Sampler(request.temperature, request.top_p, request.seed, request.logprobs)
         self.sessions[sid] = _Session(sid, owner, k, encoding, request.max_tokens, reserve, sampler,
-                                      self.tail(k).new_session(), self.clock())
+                                      self._new_state(k, request.max_tokens), self.clock())
         self.kv_reserved += reserve
         return {"session_id": sid, "k": k, "encoding": encoding, "max_tokens": request.max_tokens,
                 "kv_reserved_bytes": reserve, **self.model_info()}
+
+    def _new_state(self, k: int, max_tokens: int) -> SideSession:
+        return self.tail(k).new_session()
 
     def _admit(self, reserve: int) -> None:
         retry = self.limits.retry_after_s
@@ -244,12 +256,19 @@ class TailEngine:
     # ---- steps --------------------------------------------------------------------------------------------------
     def _answer(self, session: _Session, logits: torch.Tensor) -> dict:
         if not bool(torch.isfinite(logits).all()):
-            self._drop(session)
-            raise EdgeRejected("bad_packet", "the activations gave non-finite logits; the session was closed")
+            self._non_finite(session)
         token = session.sampler.choose(logits, session.state.seen_tokens)
+        return self._record(session, session.sampler.report(logits, token))
+
+    def _non_finite(self, session: _Session) -> None:
+        self._drop(session)
+        raise EdgeRejected("bad_packet", "the activations gave non-finite logits; the session was closed")
+
+    def _record(self, session: _Session, report: dict) -> dict:
+        """Count a generated token and add its position and the session's KV bytes to the answer."""
         session.generated += 1
         self.counters["tokens"] += 1
-        return {**session.sampler.report(logits, token), "position": session.state.seen_tokens,
+        return {**report, "position": session.state.seen_tokens,
                 "kv_bytes": self.kv_bytes(session.k, session.state.seen_tokens)}
 
     @torch.inference_mode()
@@ -262,9 +281,13 @@ class TailEngine:
         payload = self._payload(session, packet)
         self.counters["bytes_in"] += len(frame)
         start = time.perf_counter()
-        logits = self.tail(session.k)(payload, session=session.state, last_only=True)[0, -1]
+        answer = self._run_prefill(session, payload)
         self.counters["forwards"] += 1
-        return {**self._answer(session, logits), "batch_size": 1, "compute_s": time.perf_counter() - start}
+        return {**answer, "batch_size": 1, "compute_s": time.perf_counter() - start}
+
+    def _run_prefill(self, session: _Session, payload: torch.Tensor) -> dict:
+        logits = self.tail(session.k)(payload, session=session.state, last_only=True)[0, -1]
+        return self._answer(session, logits)
 
     def check_decode(self, session_id: str, owner: str, frame: bytes) -> DecodeWork:
         """Validate one decode step (one token) without running it."""
@@ -294,9 +317,9 @@ class TailEngine:
                     results[index] = rej.error
         return results
 
-    def _groups(self, works: list[DecodeWork], results: list) -> list[list[int]]:
-        """Indices per forward: same split together (up to ``max_batch_size``); stale or duplicate steps fail."""
-        groups: dict[int, list[list[int]]] = {}
+    def _fresh(self, works: list[DecodeWork], results: list) -> list[int]:
+        """Indices of the steps that can run; stale or duplicate steps fail (``out_of_order`` in ``results``)."""
+        fresh: list[int] = []
         seen: set[str] = set()
         for index, work in enumerate(works):
             session = work.session
@@ -306,6 +329,14 @@ class TailEngine:
                                                            "waited; send one step at a time per session")
                 continue
             seen.add(session.session_id)
+            fresh.append(index)
+        return fresh
+
+    def _groups(self, works: list[DecodeWork], results: list) -> list[list[int]]:
+        """Indices per forward: same split together (up to ``max_batch_size``); stale or duplicate steps fail."""
+        groups: dict[int, list[list[int]]] = {}
+        for index in self._fresh(works, results):
+            session = works[index].session
             chunks = groups.setdefault(session.k, [[]])
             if not self._pad_stack[session.k] or len(chunks[-1]) >= self.limits.max_batch_size:
                 chunks.append([])
