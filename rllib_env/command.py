@@ -4,9 +4,13 @@ edgesplit train-policy --reward surrogate --surrogate runs/surrogate_ckpt --iter
 edgesplit train-policy --reward real --table runs/surrogate_truth_awgn --iterations 20   # counted replay
 edgesplit mbrl --budget 20 --out runs/mbrl --oracle-table runs/surrogate_truth_awgn       # the real LLM, counted
 edgesplit evaluate-policy --checkpoint runs/mbrl/policy/checkpoint --table runs/surrogate_truth_awgn --out runs/eval
+edgesplit train-policy --reward real --table runs/surrogate_truth_awgn --num-env-runners 4 --num-envs-per-env-runner 4 \
+    --num-learners 1 --num-gpus-per-learner 1      # 4 sampling processes, one learner actor on a GPU
 
 ``--reward real`` evaluates with the LLM (``--model``, ``--corpus``, ``--tokens``, ``--context``) unless ``--table``
-is given, in which case real evaluations measured earlier are replayed and counted the same way. Bad input prints
+is given, in which case real evaluations measured earlier are replayed and counted the same way. The scale options
+(:mod:`rllib_env.scale`) default to today's run: sampling and learning in this process, the learner on a GPU when
+the Ray cluster reports one and this process sees CUDA. Bad input prints
 ``error: …`` on stderr and exits with status 2 before any work. Registered by ``edgesplit.cli`` as
 ``app.command("train-policy")(train_policy_command)`` and likewise for the other two.
 """
@@ -75,6 +79,22 @@ STEPS = typer.Option(64, min=1, help="Blocks per episode / trace.")
 CORPUS = typer.Option("wikitext2", help="Corpus of the real evaluator (default, wikitext2 or a text file).")
 TOKENS = typer.Option(1024, help="Tokens the real evaluator scores.")
 CONTEXT = typer.Option(256, help="Context window of the real evaluator.")
+ENV_RUNNERS = typer.Option(0, min=0, help="Remote env runners (0: sample in this process); each counts its own real "
+                           "evaluations and the curve sums them.")
+ENVS_PER_RUNNER = typer.Option(None, min=1, help="Sub-environments per env runner (default: the algorithm YAML's).")
+LEARNERS = typer.Option(0, min=0, help="Remote learner actors (0: one local learner in this process).")
+GPUS_PER_LEARNER = typer.Option("auto", help="GPUs per learner: auto (1 when the Ray cluster reports a GPU for every "
+                                "learner; for the local learner also this process must see CUDA; else 0) or a number.")
+
+
+def _scale(num_env_runners: int, num_envs_per_env_runner: int | None, num_learners: int, num_gpus_per_learner: str):
+    """The validated :class:`~rllib_env.scale.TrainScale` of the options (exit 2 on a bad combination)."""
+    from rllib_env.scale import TrainScale
+
+    try:
+        return TrainScale(num_env_runners, num_envs_per_env_runner, num_learners, num_gpus_per_learner)
+    except ValueError as err:
+        _fail(str(err))
 
 
 def train_policy_command(
@@ -85,8 +105,8 @@ def train_policy_command(
     table: Path | None = typer.Option(None, help="Measured grid (reward=table), or a counted replay (reward=real)."),
     algo: str = typer.Option("ppo", help="ppo or dqn."),
     config: Path | None = typer.Option(None, help="YAML override (default rllib_env/configs/<algo>.yaml)."),
-    num_env_runners: int = typer.Option(0, min=0, help="Remote env runners (0: sample in this process)."),
-    num_learners: int = typer.Option(0, min=0, help="Remote learners (each gets a GPU when present)."),
+    num_env_runners: int = ENV_RUNNERS, num_envs_per_env_runner: int | None = ENVS_PER_RUNNER,
+    num_learners: int = LEARNERS, num_gpus_per_learner: str = GPUS_PER_LEARNER,
     seed: int = typer.Option(0, help="Seed of PPO and the environments."),
     model: str = MODEL, preset: str = PRESET, process: str = PROCESS, snr_grid: str = SNR_GRID, steps: int = STEPS,
     corpus: str = CORPUS, tokens: int = TOKENS, context: int = CONTEXT,
@@ -100,6 +120,7 @@ def train_policy_command(
         _fail(f"--algo must be one of {', '.join(ALGORITHMS)}, got {algo!r}")
     if iterations < 1:
         _fail(f"--iterations must be >= 1, got {iterations}")
+    scale = _scale(num_env_runners, num_envs_per_env_runner, num_learners, num_gpus_per_learner)
     require_writable_dir(out)
     _existing(surrogate, "surrogate checkpoint")
     _existing(table, "table")
@@ -116,8 +137,10 @@ def train_policy_command(
     try:
         reward_spec(reward, surrogate, table, real)
         outcome = train_policy(reward, iterations, out, surrogate=surrogate, table=table, real=real,
-                               env_config=env_config, algo=algo, config_file=config, num_env_runners=num_env_runners,
-                               num_learners=num_learners, seed=seed)
+                               env_config=env_config, algo=algo, config_file=config, seed=seed,
+                               num_env_runners=scale.num_env_runners, num_learners=scale.num_learners,
+                               num_envs_per_env_runner=scale.num_envs_per_env_runner,
+                               num_gpus_per_learner=scale.num_gpus_per_learner)
     except ValueError as err:
         _fail(str(err))
     last = outcome.curve.iloc[-1]
@@ -140,10 +163,13 @@ def mbrl_command(
     seed: int = typer.Option(0, help="Seed of the design, the surrogate and PPO."),
     model: str = MODEL, preset: str = PRESET, process: str = PROCESS, snr_grid: str = SNR_GRID, steps: int = STEPS,
     corpus: str = CORPUS, tokens: int = TOKENS, context: int = CONTEXT,
+    num_env_runners: int = ENV_RUNNERS, num_envs_per_env_runner: int | None = ENVS_PER_RUNNER,
+    num_learners: int = LEARNERS, num_gpus_per_learner: str = GPUS_PER_LEARNER,
 ) -> None:
     """Model-based RL: surrogate → PPO → real rollouts → refit, until the real-evaluation budget is spent."""
     from rllib_env.mbrl import MbrlConfig, run_mbrl
 
+    scale = _scale(num_env_runners, num_envs_per_env_runner, num_learners, num_gpus_per_learner)
     require_writable_dir(out)
     _existing(table, "table")
     _existing(oracle_table, "oracle table")
@@ -163,7 +189,7 @@ def mbrl_command(
 
         real = source_from_spec(spec, model)
         evaluate = _heldout(env_config, oracle_table, traces)
-        outcome = run_mbrl(real, {**env_config, "source": spec}, config, out, evaluate=evaluate)
+        outcome = run_mbrl(real, {**env_config, "source": spec}, config, out, evaluate=evaluate, scale=scale)
     except ValueError as err:
         _fail(str(err))
     typer.echo(f"{len(outcome.evaluations)} real evaluations ({real.stats.queries} reward queries); "

@@ -22,6 +22,11 @@ The loop (every real evaluation goes through one counted :class:`~rllib_env.sour
 5. Refit on everything, go to 3, until ``budget`` real evaluations are spent (or a round finds nothing worth
    evaluating, even over every grid setting); then ``final_iterations`` more.
 
+Scale: ``scale`` (:class:`~rllib_env.scale.TrainScale`) sizes the PPO runs. With remote env runners every runner
+holds its own copy of the training source (a ``pushed`` spec, :mod:`rllib_env.registry`): after each refit the
+driver pushes the new surrogate and the measured cells to every runner, so the runners train on exactly what the
+driver's source serves. The real evaluations stay in this process (one counted source sees every query).
+
 Counting: ``real_evaluations`` is the number of distinct lossy cells whose quality needed the LLM (cache misses);
 ``queries`` counts every cell asked for, cache hits included. Outputs under ``out``: ``evaluations.parquet``,
 ``rounds.parquet`` (per round: evaluations, queries, optional held-out reward), ``surrogate/`` (checkpoint),
@@ -43,10 +48,11 @@ import pandas as pd
 from edgesplit.scenario import ChannelSetting
 from rllib_env.device_state import DeviceState
 from rllib_env.policy import Policy
-from rllib_env.registry import register_source, unregister_source
+from rllib_env.registry import push_surrogate, register_source, unregister_source
+from rllib_env.scale import TrainScale
 from rllib_env.sources import QUALITY_COLUMNS, RealRewardSource, SurrogateRewardSource, cell_frame, lossless
 from rllib_env.split_env import SplitEnv, SplitEnvConfig
-from rllib_env.train import PolicyTrainer
+from rllib_env.train import PolicyTrainer, ensure_ray, merge, placed_config, read_overrides
 from surrogate.active import REWARD_TARGET, probability_best, quality_args
 
 EXPLORATION = ("thompson", "ucb", "none")
@@ -222,14 +228,14 @@ class MbrlLoop:
     """The loop's state between steps (see the module docstring); :func:`run_mbrl` drives it."""
 
     def __init__(self, real: RealRewardSource, env_config: dict[str, Any], config: MbrlConfig,
-                 overrides: dict[str, Any] | None = None) -> None:
+                 overrides: dict[str, Any] | None = None, scale: TrainScale | None = None) -> None:
         self.real, self.config = real, config
         self.env_config = SplitEnvConfig.from_dict(env_config).to_dict()
         self.real_env = SplitEnv(self.env_config, source=real)
         self.surrogate = None
+        self.overrides, self.scale = overrides, scale or TrainScale()
         self.source = SurrogateRewardSource(None, real.descriptor)
-        self.spec = register_source(self.source)
-        self.overrides = overrides
+        self.spec = register_source(self.source, pushed=True)
         self.trainer: PolicyTrainer | None = None
         self.rollout_seed = ROLLOUT_SEED
         self.rng = np.random.default_rng([config.seed, 0x3B71])
@@ -254,6 +260,16 @@ class MbrlLoop:
         self.surrogate = fit_surrogate(self.real.labelled(), self.config.surrogate_config, self.config.seed,
                                        self.config.sensitivity)
         self.source.set_model(self.surrogate, known=self.real.measured())
+        self.push()
+
+    def push(self) -> None:
+        """Serve the current surrogate and measured cells from the remote env runners' sources too (no-op without
+        remote runners or before the trainer exists)."""
+        if self.trainer is None or self.scale.num_env_runners == 0:
+            return
+        spec, model, surrogate, known = self.spec, self.env_config["model"], self.surrogate, self.real.measured()
+        self.trainer.algo.env_runner_group.foreach_env_runner(
+            lambda _runner: push_surrogate(spec, model, surrogate, known), local_env_runner=False)
 
     def train(self, iterations: int, tag: str) -> None:
         """More PPO iterations on the surrogate env (the trainer is built on first use)."""
@@ -261,7 +277,8 @@ class MbrlLoop:
             return
         if self.trainer is None:
             self.trainer = PolicyTrainer({**self.env_config, "source": self.spec}, overrides=self.overrides,
-                                         seed=self.config.seed)
+                                         scale=self.scale, seed=self.config.seed)
+            self.push()
         self.trainer.train(iterations, tag=tag)
 
     def rollout(self, limit: int, tag: str, policy: Callable | None = None) -> list[tuple[Any, ChannelSetting]]:
@@ -357,10 +374,13 @@ class MbrlLoop:
 
 def run_mbrl(real: RealRewardSource, env_config: dict[str, Any], config: MbrlConfig | None = None,
              out: str | Path | None = None, *, overrides: dict[str, Any] | None = None,
-             evaluate: Callable[[Policy], float] | None = None, progress: bool = True) -> MbrlOutcome:
+             evaluate: Callable[[Policy], float] | None = None, progress: bool = True,
+             scale: TrainScale | None = None) -> MbrlOutcome:
     """Run the loop (see the module docstring); ``evaluate(policy)`` adds a held-out reward per round."""
     config = config or MbrlConfig()
-    loop = MbrlLoop(real, env_config, config, overrides)
+    ensure_ray()  # a scale the cluster cannot place fails here, before any real evaluation is spent
+    placed_config(env_config, "ppo", merge(read_overrides("ppo"), overrides), scale, config.seed)
+    loop = MbrlLoop(real, env_config, config, overrides, scale)
     rounds: list[dict[str, Any]] = []
 
     def record(name: str) -> None:

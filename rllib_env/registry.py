@@ -5,8 +5,12 @@ An environment names its source with a small JSON-able spec instead, and :func:`
 per process (every environment of that process with the same spec shares the instance — and its counters):
 
 - ``{"kind": "registered", "id": name}``: an object registered in this process with :func:`register_source`
-  (in-process training only: ``num_env_runners=0``). Model-based training swaps the model inside it between
-  rounds; counted real sources live here so one counter sees every query.
+  (in-process training only: ``num_env_runners=0``). Counted real sources live here so one counter sees every
+  query.
+- ``{"kind": "pushed", "id": name}``: a surrogate source whose model the driver pushes (the model-based loop swaps
+  its surrogate between rounds): in the process that registered it (``register_source(..., pushed=True)``) the
+  object itself, in any other process (a remote env runner) an empty surrogate source that
+  :func:`push_surrogate` fills, called there by the driver after every refit.
 - ``{"kind": "surrogate", "checkpoint": dir}``: a saved :class:`~surrogate.model.QualitySurrogate`.
 - ``{"kind": "actor", "name": ..., "namespace": ...}``: a running :class:`~surrogate.actor.SurrogateActor`.
 - ``{"kind": "table", "path": ...}``: a measured grid (``cells.parquet`` or a directory of them), exact oracle.
@@ -27,7 +31,7 @@ import pandas as pd
 from rllib_env.sources import RealRewardSource, RewardSource, SurrogateRewardSource, TableRewardSource
 from surrogate.dataset import ModelDescriptor, load_cells, model_profile
 
-SOURCE_KINDS = ("registered", "surrogate", "actor", "table", "real")
+SOURCE_KINDS = ("registered", "pushed", "surrogate", "actor", "table", "real")
 _REGISTERED: dict[str, RewardSource] = {}
 _BUILT: dict[str, RewardSource] = {}
 _COUNTER = itertools.count()
@@ -38,11 +42,21 @@ def describe(model: str) -> ModelDescriptor:
     return ModelDescriptor.from_profile(model, model_profile(model))
 
 
-def register_source(source: RewardSource, name: str | None = None) -> dict[str, str]:
-    """Make ``source`` reachable from environments of this process; returns the spec that names it."""
+def register_source(source: RewardSource, name: str | None = None, pushed: bool = False) -> dict[str, str]:
+    """Make ``source`` reachable from environments of this process; returns the spec that names it (``pushed``:
+    a surrogate source that other processes get by :func:`push_surrogate`)."""
     name = name or f"{source.name}-{next(_COUNTER)}"
     _REGISTERED[name] = source
-    return {"kind": "registered", "id": name}
+    return {"kind": "pushed" if pushed else "registered", "id": name}
+
+
+def push_surrogate(spec: dict[str, str], model: str, surrogate: Any, known: dict | None = None) -> int:
+    """Serve ``surrogate`` (and measured ``known`` cells) from this process's copy of a pushed source; returns the
+    process id (runs in each remote env runner, called by the driver)."""
+    import os
+
+    source_from_spec(spec, model).set_model(surrogate, known=known)
+    return os.getpid()
 
 
 def unregister_source(spec: dict[str, str]) -> None:
@@ -54,7 +68,10 @@ def source_from_spec(spec: dict[str, Any], model: str) -> RewardSource:
     """The source a spec names (built once per process and spec; see the module docstring)."""
     if not isinstance(spec, dict) or spec.get("kind") not in SOURCE_KINDS:
         raise ValueError(f"reward source spec must be a dict with kind in {SOURCE_KINDS}, got {spec!r}")
-    if spec["kind"] == "registered":
+    if spec["kind"] == "pushed" and isinstance(spec.get("id"), str) and spec["id"] not in _REGISTERED:
+        # another process (a remote env runner): an empty source, filled by push_surrogate
+        _REGISTERED[spec["id"]] = SurrogateRewardSource(None, describe(model))
+    if spec["kind"] in ("registered", "pushed"):
         if spec.get("id") not in _REGISTERED:
             raise ValueError(f"no reward source registered as {spec.get('id')!r} in this process; registered "
                              f"sources only reach in-process env runners (num_env_runners=0)")
@@ -112,5 +129,5 @@ def real_oracle(spec: dict[str, Any], model: str) -> Any:
                          corpus_name=corpus.name)
 
 
-__all__ = ["SOURCE_KINDS", "describe", "real_oracle", "register_source", "replay_oracle", "source_from_spec",
-           "unregister_source"]
+__all__ = ["SOURCE_KINDS", "describe", "push_surrogate", "real_oracle", "register_source", "replay_oracle",
+           "source_from_spec", "unregister_source"]

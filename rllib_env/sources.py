@@ -161,6 +161,8 @@ class SurrogateRewardSource(_CachedSource):
 
     def predict(self, cells: Sequence[Cell]) -> np.ndarray:
         """``[n, 3]`` predicted quality (no caching, no counting)."""
+        if self.model is None:
+            raise ValueError("this surrogate source has no model yet (a pushed source is filled by push_surrogate)")
         frame = cell_frame(self.descriptor, cells)
         if hasattr(self.model, "predict_rewards"):  # an in-process SurrogateActor
             values = self.model.predict(frame)

@@ -8,12 +8,14 @@ outcome.checkpoint, outcome.curve       # algorithm checkpoint (RLModule inside)
 model-free) or ``table`` (a measured grid). The algorithm config is built in code, then ``rllib_env/configs/
 <algo>.yaml`` (or ``config_file``) and ``overrides`` are applied: each top-level key is an ``AlgorithmConfig``
 method and its mapping the keyword arguments; the ``env_config`` key overrides the environment's config.
-``num_env_runners`` / ``num_learners`` pass through (learners get a GPU each when one is present). Ray is started
+The run's size (:class:`~rllib_env.scale.TrainScale`: env runners, sub-environments per runner, learners, GPUs per
+learner, ``auto`` resolved against ``ray.cluster_resources()``) is applied after the YAML, and what the cluster
+cannot place is refused before the algorithm is built (:func:`~rllib_env.scale.check_placement`). Ray is started
 locally, or joined with ``ray.init(address="auto")`` when ``RAY_ADDRESS`` is set. Sources registered in this
-process (counted real evaluators, model-based loops) reach only in-process env runners: keep
-``num_env_runners=0`` for them, or name a source every runner can build (a surrogate checkpoint, a table, a
-``real`` spec: each runner then counts its own evaluations, with its own cache, and the curve sums the runners'
-counts — the LLM work actually done).
+process (counted real evaluators) reach only in-process env runners: keep ``num_env_runners=0`` for them, or name
+a source every runner can build (a surrogate checkpoint, a table, a ``real`` spec: each runner then counts its own
+evaluations, with its own cache, and the curve sums the runners' counts — the LLM work actually done; the
+model-based loop's surrogate is pushed to the runners, see :mod:`rllib_env.mbrl`).
 
 Outputs under ``out``: ``checkpoint/`` (the algorithm; the RLModule in ``checkpoint/learner_group/learner/
 rl_module/default_policy``), ``curve.parquet`` + ``curve.png`` (per iteration: steps, mean episode return, real
@@ -27,7 +29,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ import yaml
 
 from rllib_env.policy import Policy
 from rllib_env.registry import register_source, source_from_spec
+from rllib_env.scale import TrainScale, check_placement
 from rllib_env.sources import RewardSource
 from rllib_env.split_env import SplitEnv, SplitEnvConfig
 
@@ -80,22 +83,25 @@ def merge(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def build_config(env_config: dict[str, Any], algo: str = "ppo", sections: dict[str, Any] | None = None,
-                 num_env_runners: int = 0, num_learners: int = 0, seed: int = 0) -> Any:
-    """The RLlib ``AlgorithmConfig`` (see the module docstring); ``sections`` as read by :func:`read_overrides`."""
+def build_config(env_config: dict[str, Any], algo: str = "ppo", sections: dict[str, Any] | None = None, *,
+                 scale: TrainScale | None = None, seed: int = 0) -> Any:
+    """The RLlib ``AlgorithmConfig`` (see the module docstring); ``sections`` as read by :func:`read_overrides`.
+
+    Builds the config object only (nothing starts). ``scale`` (default: everything in this process, on CPU) is
+    applied after the sections; its ``num_gpus_per_learner`` must be a number here (:class:`PolicyTrainer`
+    resolves ``auto`` against the cluster).
+    """
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algo!r}; accepted: {', '.join(ALGORITHMS)}")
-    import torch
-
+    scale = scale or TrainScale(num_gpus_per_learner=0)
+    if scale.num_gpus_per_learner == "auto":
+        raise ValueError("build_config needs a number of GPUs per learner; resolve 'auto' with "
+                         "TrainScale.gpus_per_learner (PolicyTrainer does)")
     if algo == "ppo":
         from ray.rllib.algorithms.ppo import PPOConfig as Config
     else:
         from ray.rllib.algorithms.dqn import DQNConfig as Config
-    gpus = 1 if torch.cuda.is_available() else 0  # the local learner (num_learners=0) uses it too
-    config = (Config().environment(SplitEnv, env_config=env_config)
-              .env_runners(num_env_runners=num_env_runners)
-              .learners(num_learners=num_learners, num_gpus_per_learner=gpus)
-              .debugging(seed=seed, log_level="ERROR"))
+    config = Config().environment(SplitEnv, env_config=env_config).debugging(seed=seed, log_level="ERROR")
     for section, kwargs in (sections or {}).items():
         if section == "env_config":
             continue
@@ -106,6 +112,21 @@ def build_config(env_config: dict[str, Any], algo: str = "ppo", sections: dict[s
             method(**kwargs)
         except TypeError as err:
             raise ValueError(f"config section {section!r}: {err}") from None
+    return scale.apply(config, float(scale.num_gpus_per_learner))
+
+
+def placed_config(env_config: dict[str, Any], algo: str = "ppo", sections: dict[str, Any] | None = None,
+                  scale: TrainScale | None = None, seed: int = 0) -> Any:
+    """:func:`build_config` at ``scale`` with ``auto`` GPUs resolved against the connected Ray cluster, and its
+    placement checked (:func:`~rllib_env.scale.check_placement`); Ray must be up (:func:`ensure_ray`)."""
+    import ray
+    import torch
+
+    scale = scale or TrainScale()
+    cluster, local_cuda = ray.cluster_resources(), torch.cuda.is_available()
+    gpus = scale.gpus_per_learner(cluster.get("GPU", 0.0), local_cuda)
+    config = build_config(env_config, algo, sections, seed=seed, scale=replace(scale, num_gpus_per_learner=gpus))
+    check_placement(config, cluster, local_cuda, joined=bool(os.environ.get("RAY_ADDRESS")))
     return config
 
 
@@ -150,15 +171,15 @@ class PolicyTrainer:
     """An RLlib algorithm on :class:`SplitEnv` that can be trained in several stretches (the model-based loop)."""
 
     def __init__(self, env_config: dict[str, Any], algo: str = "ppo", config_file: str | Path | None = None,
-                 overrides: dict[str, Any] | None = None, num_env_runners: int = 0, num_learners: int = 0,
-                 seed: int = 0) -> None:
+                 overrides: dict[str, Any] | None = None, *, scale: TrainScale | None = None, seed: int = 0) -> None:
         sections = merge(read_overrides(algo, config_file), overrides)
         merged = {**sections.get("env_config", {}), **env_config}
         self.env_config = SplitEnvConfig.from_dict(merged).to_dict()
+        self.scale = scale or TrainScale()
         self.source = source_from_spec(self.env_config["source"], self.env_config["model"]) \
-            if num_env_runners == 0 else None
+            if self.scale.num_env_runners == 0 else None
         ensure_ray()
-        self.algo = build_config(self.env_config, algo, sections, num_env_runners, num_learners, seed).build_algo()
+        self.algo = placed_config(self.env_config, algo, sections, self.scale, seed).build_algo()
         self.curve: list[dict[str, Any]] = []
         self.started = time.perf_counter()
 
@@ -251,13 +272,15 @@ def train_policy(reward: str = "surrogate", iterations: int = 20, out: str | Pat
                  env_config: dict[str, Any] | None = None, algo: str = "ppo", config_file: str | Path | None = None,
                  overrides: dict[str, Any] | None = None, num_env_runners: int = 0, num_learners: int = 0,
                  seed: int = 0, progress: bool = True,
-                 evaluate: Callable[[Policy], float] | None = None) -> TrainOutcome:
+                 evaluate: Callable[[Policy], float] | None = None, num_envs_per_env_runner: int | None = None,
+                 num_gpus_per_learner: float | str = "auto") -> TrainOutcome:
     """Train a policy (see the module docstring). ``source`` (an object) replaces the spec from ``reward``."""
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    scale = TrainScale(num_env_runners, num_envs_per_env_runner, num_learners, num_gpus_per_learner)
     spec = register_source(source) if source is not None else reward_spec(reward, surrogate, table, real)
-    trainer = PolicyTrainer({**(env_config or {}), "source": spec}, algo, config_file, overrides, num_env_runners,
-                            num_learners, seed)
+    trainer = PolicyTrainer({**(env_config or {}), "source": spec}, algo, config_file, overrides, scale=scale,
+                            seed=seed)
     try:
         curve = trainer.train(iterations, evaluate, progress, tag=reward)
         checkpoint = trainer.save(out) if out is not None else None
@@ -268,4 +291,4 @@ def train_policy(reward: str = "surrogate", iterations: int = 20, out: str | Pat
 
 
 __all__ = ["ALGORITHMS", "CONFIG_DIR", "REWARDS", "PolicyTrainer", "TrainOutcome", "build_config", "ensure_ray",
-           "merge", "read_overrides", "reward_spec", "train_policy", "write_curve"]
+           "merge", "placed_config", "read_overrides", "reward_spec", "train_policy", "write_curve"]
