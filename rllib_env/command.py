@@ -63,12 +63,32 @@ def _existing(path: Path | None, what: str) -> Path | None:
     return path
 
 
-def _real_spec(table: Path | None, model: str, corpus: str, tokens: int, context: int) -> dict[str, Any]:
+def _real_spec(table: Path | None, model: str, corpus: str, tokens: int, context: int, device: str = "cpu",
+               remote: bool = False) -> dict[str, Any]:
     if table is not None:
         return {"table": str(table.resolve())}
     if tokens < context + 1 or context < 2:
         _fail(f"--tokens ({tokens}) must exceed --context ({context}), and --context must be >= 2")
-    return {"model": model, "corpus": corpus, "tokens": tokens, "context": context}
+    return {"model": model, "corpus": corpus, "tokens": tokens, "context": context,
+            "device": _evaluator_device(device, remote)}
+
+
+def _evaluator_device(device: str, remote: bool) -> str:
+    """``--torch-device`` of the real LLM evaluator (float32 always: it measures quality); exit 2 when unusable.
+    In this process it is resolved now; remote env runners reserve no GPU, so there only auto (= cpu) and cpu fit."""
+    from edgesplit.clidevice import device_and_dtype
+    from edgesplit.models.device import check_device_name
+
+    if not remote:
+        return str(device_and_dtype(device, "float32")[0])
+    try:
+        name = check_device_name(device)
+    except ValueError as err:
+        _fail(f"--torch-device: {err}")
+    if name not in ("auto", "cpu"):
+        _fail(f"--torch-device {name}: with --num-env-runners the real evaluator runs in each env runner, which "
+              f"reserves no GPU; use cpu or auto, or sample in this process")
+    return name
 
 
 MODEL = typer.Option("smollm2-135m", help="Model whose split is chosen (built-in name or local directory).")
@@ -79,6 +99,8 @@ STEPS = typer.Option(64, min=1, help="Blocks per episode / trace.")
 CORPUS = typer.Option("wikitext2", help="Corpus of the real evaluator (default, wikitext2 or a text file).")
 TOKENS = typer.Option(1024, help="Tokens the real evaluator scores.")
 CONTEXT = typer.Option(256, help="Context window of the real evaluator.")
+EVALUATOR_DEVICE = typer.Option("auto", "--torch-device", help="Where the real LLM evaluator runs (float32): auto "
+                                "(cuda if this process sees a GPU; cpu in remote env runners), cpu, cuda, cuda:N.")
 ENV_RUNNERS = typer.Option(0, min=0, help="Remote env runners (0: sample in this process); each counts its own real "
                            "evaluations and the curve sums them.")
 ENVS_PER_RUNNER = typer.Option(None, min=1, help="Sub-environments per env runner (default: the algorithm YAML's).")
@@ -109,7 +131,7 @@ def train_policy_command(
     num_learners: int = LEARNERS, num_gpus_per_learner: str = GPUS_PER_LEARNER,
     seed: int = typer.Option(0, help="Seed of PPO and the environments."),
     model: str = MODEL, preset: str = PRESET, process: str = PROCESS, snr_grid: str = SNR_GRID, steps: int = STEPS,
-    corpus: str = CORPUS, tokens: int = TOKENS, context: int = CONTEXT,
+    corpus: str = CORPUS, tokens: int = TOKENS, context: int = CONTEXT, torch_device: str = EVALUATOR_DEVICE,
 ) -> None:
     """Train a split policy with RLlib on the surrogate, the counted real evaluator or a measured table."""
     from rllib_env.train import ALGORITHMS, REWARDS, reward_spec, train_policy
@@ -133,7 +155,8 @@ def train_policy_command(
         except ValueError as err:
             _fail(str(err))
     env_config = _env_config(model, preset, process, snr_grid, steps)
-    real = _real_spec(table, model, corpus, tokens, context) if reward == "real" else None
+    real = _real_spec(table, model, corpus, tokens, context, torch_device, remote=scale.num_env_runners > 0) \
+        if reward == "real" else None
     try:
         reward_spec(reward, surrogate, table, real)
         outcome = train_policy(reward, iterations, out, surrogate=surrogate, table=table, real=real,
@@ -164,7 +187,7 @@ def mbrl_command(
     model: str = MODEL, preset: str = PRESET, process: str = PROCESS, snr_grid: str = SNR_GRID, steps: int = STEPS,
     corpus: str = CORPUS, tokens: int = TOKENS, context: int = CONTEXT,
     num_env_runners: int = ENV_RUNNERS, num_envs_per_env_runner: int | None = ENVS_PER_RUNNER,
-    num_learners: int = LEARNERS, num_gpus_per_learner: str = GPUS_PER_LEARNER,
+    num_learners: int = LEARNERS, num_gpus_per_learner: str = GPUS_PER_LEARNER, torch_device: str = EVALUATOR_DEVICE,
 ) -> None:
     """Model-based RL: surrogate → PPO → real rollouts → refit, until the real-evaluation budget is spent."""
     from rllib_env.mbrl import MbrlConfig, run_mbrl
@@ -183,7 +206,7 @@ def mbrl_command(
     env_config = _env_config(model, preset, process, snr_grid, steps)
     if env_config["snr_grid_db"] is None:
         _fail("mbrl needs an --snr-grid: its initial design is drawn from grid cells")
-    spec = {"kind": "real", **_real_spec(table, model, corpus, tokens, context)}
+    spec = {"kind": "real", **_real_spec(table, model, corpus, tokens, context, torch_device)}  # in this process
     try:
         from rllib_env.registry import source_from_spec
 
@@ -213,7 +236,7 @@ def evaluate_policy_command(
     table: Path | None = typer.Option(None, help="Measured grid to score with (default: real LLM evaluations)."),
     traces: int = typer.Option(8, min=1, help="Held-out traces."),
     baselines: bool = typer.Option(True, help="Also run the rule baselines (oracle, random, fixed k, cost-only)."),
-    corpus: str = CORPUS, tokens: int = TOKENS, context: int = CONTEXT,
+    corpus: str = CORPUS, tokens: int = TOKENS, context: int = CONTEXT, torch_device: str = EVALUATOR_DEVICE,
 ) -> None:
     """Evaluate a policy on held-out traces: reward, % of the oracle, quality, latency, energy, splits over time.
 
@@ -237,7 +260,7 @@ def evaluate_policy_command(
         module_dir(checkpoint)
         env_config = SplitEnvConfig.from_dict(json.loads(config_file.read_text())).to_dict()
         spec = {"kind": "table", "path": str(table.resolve())} if table is not None else \
-            {"kind": "real", **_real_spec(None, env_config["model"], corpus, tokens, context)}
+            {"kind": "real", **_real_spec(None, env_config["model"], corpus, tokens, context, torch_device)}
         source = source_from_spec(spec, env_config["model"])
         policy = Policy.from_checkpoint(checkpoint)
         policies = {"policy": (policy, {})}

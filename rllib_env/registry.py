@@ -15,7 +15,8 @@ per process (every environment of that process with the same spec shares the ins
 - ``{"kind": "actor", "name": ..., "namespace": ...}``: a running :class:`~surrogate.actor.SurrogateActor`.
 - ``{"kind": "table", "path": ...}``: a measured grid (``cells.parquet`` or a directory of them), exact oracle.
 - ``{"kind": "real", "model": ..., "corpus": ..., "tokens": ..., "context": ...}``: the real LLM
-  (:class:`~surrogate.evaluator.RealEvaluator`), counted; with ``"table": path`` instead, a counted replay of
+  (:class:`~surrogate.evaluator.RealEvaluator`, on ``"device"``: cpu by default, auto, cuda), counted; with
+  ``"table": path`` instead, a counted replay of
   real evaluations measured earlier (:class:`~surrogate.evaluator.TableOracle`).
 """
 
@@ -123,7 +124,7 @@ def real_oracle(spec: dict[str, Any], model: str) -> Any:
     from edgesplit.quality import load_corpus, tokenize_corpus
 
     corpus = load_corpus(str(spec.get("corpus", "default")))
-    loaded = load_model(spec.get("model", model))
+    loaded = load_model(spec.get("model", model), device=spec.get("device", "cpu"))  # float32: it measures quality
     ids = tokenize_corpus(corpus, loaded.tokenizer, int(spec.get("tokens", 1024)))
     return RealEvaluator(loaded, ids, context=int(spec.get("context", 256)), batch_size=int(spec.get("batch_size", 4)),
                          corpus_name=corpus.name)

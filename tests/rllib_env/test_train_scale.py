@@ -5,6 +5,7 @@ remote env runners whose real evaluations the curve sums, and the model-based lo
 from __future__ import annotations
 
 import pytest
+import torch
 import typer
 from typer.testing import CliRunner
 
@@ -103,6 +104,11 @@ def test_placement_is_refused_where_it_can_never_happen(capsys):
     (["train-policy", "--num-learners", "2", "--num-gpus-per-learner", "0.5"], "one learner at most"),
     (["train-policy", "--num-envs-per-env-runner", "0"], "num-envs-per-env-runner"),
     (["mbrl", "--num-env-runners", "-1"], "num-env-runners"),
+    (["train-policy", "--reward", "real", "--num-env-runners", "1", "--torch-device", "cuda"], "reserves no GPU"),
+    (["train-policy", "--reward", "real", "--num-env-runners", "1", "--torch-device", "tpu"], "unknown device"),
+    (["mbrl", "--torch-device", "tpu"], "unknown device 'tpu'"),
+    pytest.param(["train-policy", "--reward", "real", "--torch-device", "cuda"], "torch sees no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")),
 ])
 def test_commands_reject_bad_scales_with_exit_2(cli, args, message):
     result = CliRunner().invoke(cli, args)
