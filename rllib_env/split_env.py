@@ -69,7 +69,7 @@ import gymnasium as gym
 import numpy as np
 
 from edgesplit.channel import ChannelState, make_process
-from edgesplit.cost import KV_BITS, SwitchCost, get_device, get_edge, get_link, switch_costs
+from edgesplit.cost import KV_BITS, SwitchCost, get_device, get_edge, get_link, switch_cost_table, switch_costs
 from edgesplit.reward import reward_preset
 from edgesplit.scenario import ChannelSetting
 from rllib_env.device_state import DeviceChain, DeviceChainConfig, DeviceState, RewardBook
@@ -392,9 +392,10 @@ class SplitEnv(gym.Env):
         ks = [k for _, k, _ in self.action_table()]
         if not self.config.switching:
             return np.zeros((len(ks), len(ks)))
-        distinct = sorted(set(ks))
-        by_pair = {(a, b): self.penalty_of(self.switch_cost(a, b)) for a in distinct for b in distinct}
-        return np.array([[by_pair[(a, b)] for b in ks] for a in ks])
+        c = self.config
+        table = switch_cost_table(self.profile, ks, self.hardware[2], [self.setting().state()], self.context_tokens(),
+                                  c.kv_bits)  # switch_costs for every pair at once (tested equal)
+        return c.switch_latency_weight * table["latency_s"][0] + c.switch_energy_weight * table["ue_energy_j"][0]
 
     def action_for(self, k: int, bits: int | None = None) -> Any:
         """The action that picks split ``k`` (and ``bits``) from the current block (relative moves are clipped)."""

@@ -77,7 +77,8 @@ def test_penalty_tables_equal_the_envs_switch_penalties(table, forecaster):
     settings = []
     for _ in range(6):
         env.step(int(env.np_random.integers(env.num_layers + 1)))
-        settings.append((env.t, env.setting(), env.switch_penalties()))
+        ks = [k for _, k, _ in env.action_table()]
+        settings.append((env.t, env.setting(), [[env.penalty_of(env.switch_cost(a, b)) for b in ks] for a in ks]))
     tables = SwitchingPlanner.penalty_tables(env, [s for _, s, _ in settings])
     for b, (t, _, expected) in enumerate(settings):
         np.testing.assert_allclose(tables[t, b], expected, rtol=1e-12, atol=0)
