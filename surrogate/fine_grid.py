@@ -30,17 +30,22 @@ from surrogate.dataset import TARGETS, add_targets
 
 EXCESS = {"log_ppl_ratio": lambda v: v, "kl_nats": lambda v: v, "top1_agreement": lambda v: 1.0 - v}
 """Each target as an excess over the clean cell (0 when clean); the map is its own inverse."""
+RULES = ("geometric", "linear")
 GROUP_COLUMNS = ("model", "channel", "k", "p", "bits_per_element", "modulation", "encoding", "loss_rate")
 
 
-def interpolate_excess(snr_lo: float, lo: np.ndarray, snr_hi: float, hi: np.ndarray, snr: float) -> np.ndarray:
-    """The rule of the module docstring for excess values ``lo`` at ``snr_lo`` and ``hi`` at ``snr_hi``."""
+def interpolate_excess(snr_lo: float, lo: np.ndarray, snr_hi: float, hi: np.ndarray, snr: float,
+                       rule: str = "geometric") -> np.ndarray:
+    """The rule of the module docstring for excess values ``lo`` at ``snr_lo`` and ``hi`` at ``snr_hi``
+    (``rule="linear"``: plain linear interpolation, the alternative :func:`leave_one_out` compares with)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown interpolation rule {rule!r}; accepted: {', '.join(RULES)}")
     if not snr_lo <= snr <= snr_hi or snr_hi <= snr_lo:
         raise ValueError(f"need snr_lo < snr_hi and snr in between, got {snr_lo}, {snr_hi}, {snr}")
     w = (snr - snr_lo) / (snr_hi - snr_lo)
     lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     linear = (1 - w) * lo + w * hi
-    positive = (lo > 0) & (hi > 0)
+    positive = (lo > 0) & (hi > 0) & (rule == "geometric")
     with np.errstate(divide="ignore", invalid="ignore"):
         geometric = np.exp((1 - w) * np.log(np.where(positive, lo, 1.0)) + w * np.log(np.where(positive, hi, 1.0)))
     return np.where(positive, geometric, linear)
@@ -54,9 +59,9 @@ def _groups(frame: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     return [(name, frame.loc[part.index]) for name, part in work.groupby(keys, sort=False)]
 
 
-def _row_at(lo: pd.Series, hi: pd.Series, snr: float) -> dict:
+def _row_at(lo: pd.Series, hi: pd.Series, snr: float, rule: str = "geometric") -> dict:
     excess = interpolate_excess(float(lo["snr_db"]), np.array([EXCESS[t](float(lo[t])) for t in TARGETS]),
-                                float(hi["snr_db"]), np.array([EXCESS[t](float(hi[t])) for t in TARGETS]), snr)
+                                float(hi["snr_db"]), np.array([EXCESS[t](float(hi[t])) for t in TARGETS]), snr, rule)
     row = lo.to_dict() | {t: EXCESS[t](float(v)) for t, v in zip(TARGETS, excess, strict=True)}
     row |= {"snr_db": float(snr), "interpolated": True}
     if "clean_perplexity" in row:
@@ -89,8 +94,8 @@ def refine_snr(frame: pd.DataFrame, step_db: float = 0.5) -> pd.DataFrame:
     return out.sort_values([c for c in ("channel", "k", "snr_db") if c in out.columns]).reset_index(drop=True)
 
 
-def leave_one_out(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each interior measured SNR of every split predicted from its two neighbours by the rule: one row per
+def leave_one_out(frame: pd.DataFrame, rule: str = "geometric") -> pd.DataFrame:
+    """Each interior measured SNR of every split predicted from its two neighbours by ``rule``: one row per
     (split, SNR) with the measured and predicted ``log_ppl_ratio`` and the error."""
     frame = add_targets(frame)
     rows = []
@@ -98,10 +103,10 @@ def leave_one_out(frame: pd.DataFrame) -> pd.DataFrame:
         part = part.sort_values("snr_db").reset_index(drop=True)
         for i in range(1, len(part) - 1):
             lo, mid, hi = part.iloc[i - 1], part.iloc[i], part.iloc[i + 1]
-            predicted = _row_at(lo, hi, float(mid["snr_db"]))["log_ppl_ratio"]
+            predicted = _row_at(lo, hi, float(mid["snr_db"]), rule)["log_ppl_ratio"]
             rows.append({"k": int(mid["k"]), "snr_db": float(mid["snr_db"]), "measured": float(mid["log_ppl_ratio"]),
                          "predicted": predicted, "error": predicted - float(mid["log_ppl_ratio"])})
     return pd.DataFrame(rows)
 
 
-__all__ = ["EXCESS", "interpolate_excess", "leave_one_out", "refine_snr"]
+__all__ = ["EXCESS", "RULES", "interpolate_excess", "leave_one_out", "refine_snr"]

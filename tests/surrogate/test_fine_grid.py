@@ -75,3 +75,12 @@ def test_leave_one_out_predicts_each_interior_snr_from_its_neighbours():
     errors = leave_one_out(synthetic_cells(seed=0))
     assert set(errors["snr_db"]) == {5.0, 10.0, 15.0, 20.0}
     assert np.allclose(errors["error"], errors["predicted"] - errors["measured"])
+
+
+def test_the_linear_rule_is_the_alternative_and_unknown_rules_are_refused():
+    assert interpolate_excess(0.0, np.array([1.0]), 10.0, np.array([0.01]), 5.0, rule="linear")[0] == \
+        pytest.approx(0.505)
+    with pytest.raises(ValueError, match="unknown interpolation rule"):
+        interpolate_excess(0.0, np.ones(1), 10.0, np.ones(1), 5.0, rule="cubic")
+    cells = synthetic_cells(seed=0)
+    assert not np.allclose(leave_one_out(cells, "linear")["predicted"], leave_one_out(cells)["predicted"])
