@@ -1,4 +1,5 @@
-"""The Serve app with ``engine: vllm`` on loopback: HTTP generation at k = 0 and k = 15 equals the unsplit model.
+"""The Serve app from config_vllm.yaml (``engine: vllm``) on loopback: HTTP generation at k = 0 and k = 15 equals
+the unsplit model.
 
 Runs in .venv-vllm (``make test``); skipped where vllm is not installed.
 """
@@ -6,10 +7,12 @@ Runs in .venv-vllm (``make test``); skipped where vllm is not installed.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import httpx
 import pytest
 import torch
+import yaml
 
 from edgesplit.client import HttpTransport, SplitClient
 from edgesplit.split import DeviceHead, EdgeTail, split_generate
@@ -19,6 +22,7 @@ from serve_deployments.loopback import start_serve
 pytestmark = [pytest.mark.vllm, pytest.mark.ray, pytest.mark.slow,
               pytest.mark.skipif(not vllm_available(), reason="vllm is not installed here (make setup-vllm)")]
 
+CONFIG = Path(__file__).resolve().parents[2] / "serve_deployments" / "config_vllm.yaml"
 TOKEN = "vllm-test-token-0123456789"
 PROMPT = "The tallest mountain in the world is"
 
@@ -31,9 +35,10 @@ def vllm_url(ray_session):
 
     port = start_serve()
     os.environ["EDGESPLIT_VLLM_TEST_TOKENS"] = TOKEN
-    edge = {"model": "smollm2-135m", "engine": "vllm", "vllm": {"splits": [0, 15]},
-            "limits": {"max_tokens_per_session": 256, "max_batch_size": 4}}
-    args = EdgeAppArgs(edge=edge, api_token_env="EDGESPLIT_VLLM_TEST_TOKENS")
+    args = yaml.safe_load(CONFIG.read_text())["applications"][0]["args"]  # the shipped vLLM config, smaller limits
+    args["edge"]["limits"].update(max_tokens_per_session=256, max_batch_size=4)
+    args = EdgeAppArgs.model_validate({**args, "api_token_env": "EDGESPLIT_VLLM_TEST_TOKENS"})
+    assert args.edge.engine == "vllm" and args.edge.vllm.splits == [0, 15]
     serve.run(compose(args, {"num_replicas": 1, "ray_actor_options": {"num_cpus": 1}}), name="edgesplit-vllm",
               route_prefix="/")
     yield f"http://127.0.0.1:{port}"
