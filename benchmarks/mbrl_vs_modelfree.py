@@ -209,6 +209,15 @@ def report(bars: dict, evaluations, table, real: str, wall_s: float, bar_pct: fl
         print(f"2. real evaluations: model-based {bars['mbrl_evaluations']:.0f}; model-free PPO never reached held-out "
               f"reward {bars['target_heldout_reward']:.4f} within its {bars['model_free_total']:.0f} evaluations "
               f"(ratio <= {100 * bars['ratio_upper_bound']:.1f}%)  [bar <= {bar_pct:g}%]")
+    sg_needed = bars["surrogate_greedy_model_free_needed"]
+    print(f"   surrogate-greedy (same {bars['mbrl_evaluations']:.0f} evaluations, no RL): "
+          f"{bars['surrogate_greedy_reward']:.4f}"
+          f" = {bars['surrogate_greedy_pct_oracle']:.1f}% of the oracle; model-free "
+          + (f"needed {sg_needed:.0f} evaluations to reach its held-out reward "
+             f"{bars['surrogate_greedy_heldout_reward']:.4f} -> ratio {100 * bars['surrogate_greedy_ratio']:.1f}%"
+             if sg_needed == sg_needed else
+             f"never reached its held-out reward {bars['surrogate_greedy_heldout_reward']:.4f} "
+             f"(ratio <= {100 * bars['surrogate_greedy_ratio_upper_bound']:.1f}%)") + f"  [bar <= {bar_pct:g}%]")
     print(f"   reward queries: model-based {bars['mbrl_queries']} (real rollouts), "
           f"model-free {bars['model_free_queries']}; model-free final reward {bars['model_free_reward']:.4f} "
           f"({bars['model_free_pct_oracle']:.1f}% of oracle)")

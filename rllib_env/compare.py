@@ -24,7 +24,7 @@ import pandas as pd
 from rllib_env.baselines import GreedyOracle, best_fixed, rule_policies, train_model_free, train_paper_scheme
 from rllib_env.evaluate import evaluate_policies, heldout_reward, heldout_seeds, write_evaluation
 from rllib_env.mbrl import MbrlConfig, budget_ratio, run_mbrl
-from rllib_env.sources import RealRewardSource, TableRewardSource
+from rllib_env.sources import RealRewardSource, SurrogateRewardSource, TableRewardSource
 from rllib_env.split_env import SplitEnv
 
 
@@ -78,13 +78,18 @@ class CompareResult:
     """Wall time of each phase."""
     curve_oracle: float = float("nan")
     """The greedy oracle's mean reward on the learning curves' traces (the curves' reference line)."""
+    surrogate_greedy_curve: float = float("nan")
+    """The surrogate-greedy policy's mean reward on the learning curves' traces (its point on the budget plot)."""
 
     def bars(self) -> dict[str, Any]:
         """The issue's figures (see the module docstring of ``benchmarks/mbrl_vs_modelfree.py``)."""
         s = self.summary.set_index("policy")
         mbrl, fixed = s.loc["mbrl"], best_fixed(self.summary)
         target = float(self.mbrl_rounds["heldout_reward"].iloc[-1])
-        ratio = budget_ratio(int(self.mbrl_rounds["real_evaluations"].iloc[-1]), self.mf_curve, target)
+        spent = int(self.mbrl_rounds["real_evaluations"].iloc[-1])
+        ratio = budget_ratio(spent, self.mf_curve, target)
+        greedy = {f"surrogate_greedy_{k}": v
+                  for k, v in budget_ratio(spent, self.mf_curve, self.surrogate_greedy_curve).items()}
         return {"mbrl_pct_oracle": float(mbrl["pct_oracle"]), "mbrl_gap_closed_pct": float(mbrl["gap_closed_pct"]),
                 "mbrl_reward": float(mbrl["mean_reward"]), "oracle_reward": float(mbrl["oracle_reward"]),
                 "model_free_reward": float(s.loc["model-free", "mean_reward"]),
@@ -96,7 +101,10 @@ class CompareResult:
                 "beats_neurosurgeon": bool(mbrl["mean_reward"] > s.loc["neurosurgeon", "mean_reward"]),
                 "target_heldout_reward": target, "curve_oracle_reward": self.curve_oracle, **ratio,
                 "mbrl_queries": int(self.mbrl_rounds["queries"].iloc[-1]),
-                "model_free_queries": int(self.mf_curve["source_queries"].iloc[-1])}
+                "model_free_queries": int(self.mf_curve["source_queries"].iloc[-1]),
+                "surrogate_greedy_reward": float(s.loc["surrogate-greedy", "mean_reward"]),
+                "surrogate_greedy_pct_oracle": float(s.loc["surrogate-greedy", "pct_oracle"]),
+                "surrogate_greedy_heldout_reward": self.surrogate_greedy_curve, **greedy}
 
     def table(self, rows: int = 10) -> str:
         """The comparison table: learners, rules and the best fixed splits."""
@@ -121,6 +129,8 @@ def compare(real_oracle: Any, truth: TableRewardSource, env_config: dict[str, An
     mbrl = run_mbrl(mbrl_real, env_config, replace(config.mbrl, seed=config.seed), out / "mbrl" if out else None,
                     overrides=config.overrides, evaluate=curve, progress=progress)
     wall["mbrl_s"] = time.perf_counter() - start
+    surrogate = SurrogateRewardSource(mbrl.surrogate, truth.descriptor, known=mbrl_real.measured())
+    surrogate_greedy = GreedyOracle(surrogate)
 
     start = time.perf_counter()
     mf_real = RealRewardSource(real_oracle, truth.descriptor)
@@ -135,13 +145,15 @@ def compare(real_oracle: Any, truth: TableRewardSource, env_config: dict[str, An
     wall["paper_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    policies = {"mbrl": (mbrl.policy, {}), "model-free": (model_free, {}), "paper": (paper, paper_overrides),
+    policies = {"mbrl": (mbrl.policy, {}), "surrogate-greedy": (surrogate_greedy, {}), "model-free": (model_free, {}),
+                "paper": (paper, paper_overrides),
                 **rule_policies(SplitEnv(env_config, source=truth), seed=config.seed)}
     steps, summary = evaluate_policies(policies, env_config, truth, seeds)
     wall["evaluate_s"] = time.perf_counter() - start
     result = CompareResult(summary=summary, steps=steps, mbrl_rounds=mbrl.rounds, mf_curve=mf_curve,
                            evaluations=mbrl.evaluations, wall_s=wall,
-                           curve_oracle=heldout_reward(GreedyOracle(), env_config, truth, curve_seeds))
+                           curve_oracle=heldout_reward(GreedyOracle(), env_config, truth, curve_seeds),
+                           surrogate_greedy_curve=curve(surrogate_greedy))
     if out is not None:
         save_result(result, out, config)
     return result
@@ -149,7 +161,8 @@ def compare(real_oracle: Any, truth: TableRewardSource, env_config: dict[str, An
 
 def save_result(result: CompareResult, out: Path, config: CompareConfig) -> None:
     """Evaluation files, both learning curves, the bars as JSON and the reward-vs-real-evaluations plot."""
-    write_evaluation(result.steps, result.summary, out, show=["mbrl", "model-free", "paper", "neurosurgeon"])
+    write_evaluation(result.steps, result.summary, out,
+                     show=["mbrl", "surrogate-greedy", "model-free", "paper", "neurosurgeon"])
     result.mbrl_rounds.to_parquet(out / "mbrl_rounds.parquet", index=False)
     result.mf_curve.to_parquet(out / "model_free_curve.parquet", index=False)
     info = {"bars": result.bars(), "wall_s": result.wall_s, "config": asdict(config)}
@@ -172,6 +185,9 @@ def plot_budget(result: CompareResult, path: Path) -> None:
                                        strict=True):
         ax.plot(mb[mb_x], mb["heldout_reward"], "o-", label="model-based (surrogate PPO)")
         ax.plot(mf[mf_x], mf["heldout_reward"], "s-", label="model-free PPO")
+        if mb_x == "real_evaluations" and result.surrogate_greedy_curve == result.surrogate_greedy_curve:
+            ax.plot([mb[mb_x].iloc[-1]], [result.surrogate_greedy_curve], "D", ms=8,
+                    label="surrogate-greedy (same evaluations, no RL)")
         ax.axhline(oracle, color="k", ls=":", label="greedy oracle (same traces)")
         ax.axhline(0.95 * oracle, color="grey", ls="--", lw=0.8, label="95% of oracle")
         ax.set_xscale("log")
