@@ -99,10 +99,16 @@ class MbrlConfig:
     sensitivity: Any = None
     """Sensitivity profiles ``{model: SensitivityProfile}`` (:mod:`surrogate.sensitivity`, one clean forward +
     backward pass, no cell evaluated): the surrogate and the initial design then use the first-order KL feature."""
+    rollout_policy: str = "ppo"
+    """Whose rollouts spend each round's evaluations: ``ppo`` (the policy being trained) or ``planner`` (the
+    :class:`~rllib_env.planner.SwitchingPlanner` on the current surrogate — with switching costs, the policy that
+    is deployed; its channel forecaster is counted once, on simulated traces seeded by ``seed``)."""
     seed: int = 0
     """Seed of the design, the surrogate and PPO."""
 
     def __post_init__(self) -> None:
+        if self.rollout_policy not in ("ppo", "planner"):
+            raise ValueError(f"rollout_policy must be ppo or planner, got {self.rollout_policy!r}")
         if not 2 <= self.initial <= self.budget:
             raise ValueError(f"initial must be in 2..budget ({self.budget}), got {self.initial}")
         if min(self.per_round, self.rollout_traces, self.max_rounds, self.iterations_first) < 1:
@@ -239,6 +245,7 @@ class MbrlLoop:
         self.trainer: PolicyTrainer | None = None
         self.rollout_seed = ROLLOUT_SEED
         self.rng = np.random.default_rng([config.seed, 0x3B71])
+        self._forecaster = None
 
     @property
     def spent(self) -> int:
@@ -300,6 +307,14 @@ class MbrlLoop:
                 if truncated:
                     break
         return visited
+
+    def planner(self) -> Callable:
+        """A :class:`~rllib_env.planner.SwitchingPlanner` on the current surrogate (a new one after every refit)."""
+        from rllib_env.planner import ChannelForecaster, ForecasterConfig, SwitchingPlanner
+
+        if self._forecaster is None:
+            self._forecaster = ChannelForecaster.fit(self.env_config, ForecasterConfig(seed=self.config.seed))
+        return SwitchingPlanner(self.source, self._forecaster)
 
     def explore(self, visited: list, limit: int, tag: str) -> None:
         """Spend up to ``limit`` evaluations on the never-evaluated cells with the largest visit-weighted
@@ -400,7 +415,8 @@ def run_mbrl(real: RealRewardSource, env_config: dict[str, Any], config: MbrlCon
             tag = f"round{len(rounds)}"
             limit = min(config.per_round, config.budget - loop.spent)
             before = loop.spent
-            visited = loop.rollout(limit, f"{tag}-policy")
+            planner = loop.planner() if config.rollout_policy == "planner" else None
+            visited = loop.rollout(limit, f"{tag}-policy", planner)
             loop.explore(visited, limit - (loop.spent - before), f"{tag}-explore")
             if loop.spent == before:  # the visited states hold nothing worth evaluating: look at every grid setting
                 loop.explore(loop.grid_states(visited), limit, f"{tag}-grid")

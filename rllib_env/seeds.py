@@ -121,7 +121,8 @@ def sweep_seeds(real_oracle: Any, truth: TableRewardSource, env_config: dict[str
         if progress:
             row = frames[-1].set_index("policy")
             ref = "pct_hindsight" if "pct_hindsight" in row.columns else "pct_oracle"
-            print(f"seed {seed}: mbrl {row.loc['mbrl', ref]:.1f}%, surrogate-greedy "
+            planner = f"planner {row.loc['planner', ref]:.1f}%, " if "planner" in row.index else ""
+            print(f"seed {seed}: {planner}mbrl {row.loc['mbrl', ref]:.1f}%, surrogate-greedy "
                   f"{row.loc['surrogate-greedy', ref]:.1f}% of the {ref.removeprefix('pct_')} "
                   f"({int(row.loc['mbrl', 'real_evaluations'])} real evaluations, "
                   f"{row['seed_wall_s'].iloc[0]:.0f} s)", flush=True)

@@ -130,7 +130,8 @@ def test_with_switching_the_planner_rows_are_bounded_by_hindsight(ray_session, t
     cells = _awgn()
     truth = TableRewardSource(cells, describe(MODEL_NAME))
     mbrl = MbrlConfig(budget=6, initial=4, per_round=2, iterations_first=1, iterations_per_round=1,
-                      final_iterations=0, rollout_traces=1, design="decisive", sensitivity=_profile())
+                      final_iterations=0, rollout_traces=1, design="decisive", sensitivity=_profile(),
+                      rollout_policy="planner")
     config = SeedSweepConfig(seeds=(0,), mbrl=mbrl, traces=2, overrides=TINY)
     env_config = {**BASE, "switching": True, "switch_latency_weight": 50.0, "switch_energy_weight": 50.0}
     frame = sweep_seeds(replay_oracle(cells), truth, env_config, config, tmp_path, progress=False)
