@@ -194,7 +194,6 @@ def run_seeds(oracle, truth, env_config: dict, config: CompareConfig, args, real
           f"{rows.loc['surrogate-greedy', 'pct_oracle_worst']:.1f}%")
     if args.switching:
         beats = frame.pivot(index="seed", columns="policy", values="mean_reward")
-        wins = int((beats["mbrl"] > beats["greedy-oracle"]).sum())
         for name, label in (("planner", "model-based planner (surrogate + forecaster, DP)"),
                             ("mbrl", "model-based PPO"), ("planner-truth", "planner on the truth (causal bound)")):
             row, wins = rows.loc[name], int((beats[name] > beats["greedy-oracle"]).sum())
