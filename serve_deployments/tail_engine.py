@@ -29,8 +29,8 @@ from edgesplit.models import LoadedModel
 from edgesplit.packet import ActivationPacket, PacketError, PacketLimits
 from edgesplit.split import EdgeTail, SideSession
 from edgesplit.split.padded_batch import batched_decode_logits, can_pad_stack
+from edgesplit.split.sampling import Sampler
 from serve_deployments.edge_errors import EdgeError, EdgeRejected
-from serve_deployments.sampling import Sampler
 
 FLOAT_ENCODINGS = ("float32", "float16", "bfloat16", "int8", "int4")
 """Encodings of a hidden state (``0 < k < L``); ``k = 0`` always sends ``token_ids``."""

@@ -35,6 +35,7 @@ from edgesplit.models import LoadedModel
 from edgesplit.packet import ActivationPacket
 from edgesplit.scenario import ChannelSetting
 from edgesplit.split import DeviceHead
+from edgesplit.split.sampling import Sampler
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,8 @@ class AsyncSplitClient:
         result = result if result is not None else GenerationResult([], k, decision)
         result.k, result.decision = k, decision
         if k == self.model.num_layers:
-            async for event in self._local(input_ids, max_new_tokens, stop_ids, result):
+            sampler = Sampler(temperature=temperature, top_p=top_p, seed=seed, logprobs=logprobs)
+            async for event in self._local(input_ids, max_new_tokens, stop_ids, result, sampler):
                 yield event
             return
         encoding = "token_ids" if k == 0 else (decision or {}).get("encoding") or self.encoding
@@ -206,16 +208,21 @@ class AsyncSplitClient:
         with contextlib.suppress(EdgeCallError):  # gone already, or the edge will expire it
             await self.transport.close(session_id)
 
-    async def _local(self, input_ids, max_new_tokens, stop_ids, result) -> AsyncIterator[TokenEvent]:
-        """``k = L``: the whole model runs on the UE and nothing crosses the link."""
+    async def _local(self, input_ids, max_new_tokens, stop_ids, result, sampler: Sampler) -> AsyncIterator[TokenEvent]:
+        """``k = L``: the whole model runs on the UE and nothing crosses the link; tokens are chosen as the edge
+        chooses them (the same :class:`~edgesplit.split.sampling.Sampler`, the same positions), so a seeded sampled
+        generation does not depend on where the split fell."""
         from edgesplit.split import EdgeTail
 
         head, tail = self.head(self.model.num_layers), EdgeTail(self.model, self.model.num_layers)
         hs, ts, step = head.new_session(), tail.new_session(), list(input_ids)
         for index in range(max_new_tokens):
             start = time.perf_counter()
-            token = int(tail(head(torch.tensor([step]), session=hs), session=ts, last_only=True)[0, -1].argmax())
-            event = TokenEvent(token, index, self.model.num_layers, time.perf_counter() - start, 0.0, 0)
+            logits = tail(head(torch.tensor([step]), session=hs), session=ts, last_only=True)[0, -1]
+            token = sampler.choose(logits, len(input_ids) + index)
+            chosen = sampler.report(logits, token)
+            event = TokenEvent(token, index, self.model.num_layers, time.perf_counter() - start, 0.0, 0,
+                               chosen.get("logprob"), chosen.get("top_logprobs"))
             result.tokens.append(token)
             result.events.append(event)
             yield event
