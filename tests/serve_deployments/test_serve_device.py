@@ -10,10 +10,10 @@ import torch
 import typer
 import yaml
 
+from edgesplit.split.sampling import Sampler
 from serve_deployments.app import EdgeAppArgs, compose
 from serve_deployments.command import DEFAULT_CONFIG, load_config
 from serve_deployments.edge_device import check_edge_gpus, place_engine, replica_device
-from edgesplit.split.sampling import Sampler
 from tests.conftest import make_tiny
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
