@@ -71,7 +71,7 @@ def test_edgesplit_serve_starts_answers_and_stops_on_ctrl_c():
         assert client.returncode == 0, client.stderr[-800:]
         assert "k=15" in client.stderr and "edge round trip" in client.stderr
         server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=120) == 0
+        assert server.wait(timeout=240) == 0  # Serve's shutdown is slow on 2 loaded cores
     finally:
         if server.poll() is None:
             server.kill()
