@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -100,10 +101,13 @@ def serve_command(
     address = os.environ.get("RAY_ADDRESS")
     ray.init(address=address, namespace="serve", num_cpus=None if address else num_cpus,
              include_dashboard=False, log_to_driver=False)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # after ray.init, which may install its own handlers: Ctrl-C and SIGTERM both end the loop below
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         url = start(schema, timeout_s)
         typer.echo(f"edgesplit serving at {url}  (docs: {url}/docs, health: {url}/healthz); Ctrl-C stops it")
+        sys.stdout.flush()  # a supervisor reading a pipe sees the URL now, not when the buffer fills
         while True:
             time.sleep(1.0)
     except KeyboardInterrupt:
