@@ -8,7 +8,8 @@ snapped to the measured grid, 64 blocks of 16 tokens after a 256-token prompt, K
 that seed's 16 held-out traces: the greedy oracle, the hindsight optimum (knows the trace's future), and the
 :class:`~rllib_env.planner.SwitchingPlanner` on the truth table with forecasters of increasing richness — first
 order on 0.5-dB bins counted on 512 or 4,096 simulated traces, second order (the previous block's bin too) on 1-dB
-bins and 4,096 traces. If the richer forecasters do not move the planner, the gap to hindsight is the future the
+bins and 4,096 traces, and a hidden-state one that also knows the block's mean SNR (how much of the SNR is a fade:
+more than a UE observes). If the richer forecasters do not move the planner, the gap to hindsight is the future the
 hindsight oracle knows, not the forecaster. Prints % of hindsight per seed, mean and worst; writes
 ``planner_limit.parquet`` and ``config.json`` under ``--out``.
 """
@@ -35,8 +36,12 @@ from rllib_env.sources import TableRewardSource  # noqa: E402
 from rllib_env.split_env import DEFAULT_PROCESS  # noqa: E402
 from surrogate.dataset import load_cells, pool_seeds  # noqa: E402
 
-FORECASTERS = {"order1-0.5dB-512": (1, 0.5, 512), "order1-0.5dB-4096": (1, 0.5, 4096),
-               "order2-1dB-4096": (2, 1.0, 4096)}
+FORECASTERS = {"order1-0.5dB-512": {"order": 1, "bin_db": 0.5, "traces": 512},
+               "order1-0.5dB-4096": {"order": 1, "bin_db": 0.5, "traces": 4096},
+               "order2-1dB-4096": {"order": 2, "bin_db": 1.0, "traces": 4096},
+               "hidden-state-4096": {"hidden_state": True, "bin_db": 0.5, "mean_bin_db": 1.0, "traces": 4096}}
+"""Forecasters compared (ForecasterConfig fields); ``hidden-state`` also knows the block's mean SNR, i.e. how much
+of the current SNR is a fade — more than any UE observes."""
 
 
 def main() -> None:
@@ -44,8 +49,13 @@ def main() -> None:
     parser.add_argument("--truth", type=Path, default=Path("runs/surrogate_truth_awgn3"))
     parser.add_argument("--seeds", default="0-9", help="a range like 0-9 or a list like 0,3")
     parser.add_argument("--traces", type=int, default=16)
+    parser.add_argument("--forecasters", default=",".join(FORECASTERS),
+                        help=f"comma-separated subset of {', '.join(FORECASTERS)}")
     parser.add_argument("--out", type=Path, default=Path("runs/planner_limit"))
     args = parser.parse_args()
+    chosen = [name.strip() for name in args.forecasters.split(",")]
+    if unknown := sorted(set(chosen) - set(FORECASTERS)):
+        raise SystemExit(f"--forecasters: unknown {', '.join(unknown)}; accepted: {', '.join(FORECASTERS)}")
     low, _, high = args.seeds.partition("-")
     seeds = list(range(int(low), int(high) + 1)) if high else [int(s) for s in args.seeds.split(",")]
     table = pool_seeds(load_cells(args.truth))
@@ -56,9 +66,8 @@ def main() -> None:
     frames, start = [], time.perf_counter()
     for seed in seeds:
         policies = {"greedy-oracle": (GreedyOracle(), {}), "hindsight": (HindsightOracle(), {})}
-        for name, (order, bin_db, traces) in FORECASTERS.items():
-            forecaster = ChannelForecaster.fit(env_config, ForecasterConfig(order=order, bin_db=bin_db, traces=traces,
-                                                                           seed=seed))
+        for name in chosen:
+            forecaster = ChannelForecaster.fit(env_config, ForecasterConfig(**FORECASTERS[name], seed=seed))
             policies[f"planner-truth {name}"] = (SwitchingPlanner(truth, forecaster), {})
         _, summary = evaluate_policies(policies, env_config, truth, trace_seeds(seed, args.traces))
         frames.append(summary.assign(seed=seed))
@@ -72,7 +81,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(args.out / "planner_limit.parquet", index=False)
     (args.out / "config.json").write_text(json.dumps({"truth": str(args.truth), "seeds": seeds, "traces": args.traces,
-                                                      "env_config": env_config, "forecasters": FORECASTERS},
+                                                      "env_config": env_config,
+                                                      "forecasters": {n: FORECASTERS[n] for n in chosen}},
                                                      indent=2))
     print(f"saved {args.out}")
 

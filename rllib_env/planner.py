@@ -67,20 +67,32 @@ class ForecasterConfig:
     """Width of the SNR bins."""
     order: int = 1
     """Blocks in the forecaster's state: the current SNR bin and the ``order − 1`` previous ones."""
+    hidden_state: bool = False
+    """Key the state by the current SNR bin and the bin of the block's *mean* SNR (path loss + shadowing, before
+    fading) instead of SNR history: a planner that knows how much of the current SNR is a fade. No UE observes
+    that split directly; it bounds what a better channel estimate could buy (order must be 1)."""
+    mean_bin_db: float = 1.0
+    """Width of the mean-SNR bins (``hidden_state`` only)."""
 
     def __post_init__(self) -> None:
         if self.traces < 1 or not self.bin_db > 0 or not 1 <= self.order <= 4:
             raise ValueError(f"need traces >= 1, bin_db > 0 and order in 1..4, got {self.traces}, {self.bin_db}, "
                              f"{self.order}")
+        if self.hidden_state and (self.order != 1 or not self.mean_bin_db > 0):
+            raise ValueError(f"a hidden-state forecaster needs order 1 and mean_bin_db > 0, got order {self.order}, "
+                             f"mean_bin_db {self.mean_bin_db}")
 
 
 class ChannelForecaster:
     """Markov chain over the binned SNRs of the current and ``order − 1`` previous blocks (module docstring)."""
 
-    def __init__(self, states: np.ndarray, transition: Any, bin_db: float, loss_rate: np.ndarray) -> None:
+    def __init__(self, states: np.ndarray, transition: Any, bin_db: float, loss_rate: np.ndarray,
+                 mean_bin_db: float | None = None) -> None:
         self.states = np.asarray(states, dtype=int).reshape(len(states), -1)
         self.transition = sparse.csr_matrix(transition, dtype=float)
         self.bin_db, self.loss_rate = float(bin_db), np.asarray(loss_rate, dtype=float)
+        self.mean_bin_db = None if mean_bin_db is None else float(mean_bin_db)
+        """Set for a hidden-state forecaster: states are (SNR bin, mean-SNR bin)."""
         size = len(self.states)
         if self.transition.shape != (size, size) or len(self.loss_rate) != size:
             raise ValueError(f"{size} states need a {size}×{size} transition matrix and {size} loss rates, got "
@@ -91,13 +103,19 @@ class ChannelForecaster:
 
     @property
     def order(self) -> int:
-        return self.states.shape[1]
+        return 1 if self.mean_bin_db is not None else self.states.shape[1]
+
+    @staticmethod
+    def _key(blocks: Sequence[ChannelState], t: int, c: ForecasterConfig) -> tuple:
+        """Block ``t``'s state; the first block has itself as its history, as :class:`SplitEnv` fills it."""
+        if c.hidden_state:
+            return round(blocks[t].snr_db / c.bin_db), round(blocks[t].mean_snr_db / c.mean_bin_db)
+        return tuple(round(blocks[max(t - j, 0)].snr_db / c.bin_db) for j in range(c.order))
 
     @classmethod
     def fit(cls, env_config: dict[str, Any] | SplitEnvConfig, config: ForecasterConfig | None = None,
             **overrides: Any) -> ChannelForecaster:
-        """Count transitions on ``config.traces`` simulated traces of the env's channel process (the first block
-        of a trace has itself as its history, as :class:`SplitEnv` fills it)."""
+        """Count transitions on ``config.traces`` simulated traces of the env's channel process."""
         c = config or ForecasterConfig(**overrides)
         env = env_config if isinstance(env_config, SplitEnvConfig) else SplitEnvConfig.from_dict(env_config)
         index: dict[tuple, int] = {}
@@ -105,14 +123,12 @@ class ChannelForecaster:
         for trace in range(c.traces):
             process = make_process(env.process, seed=2**32 + c.seed * 100_003 + trace, **env.process_params)
             blocks = [process.step() for _ in range(env.episode_steps)]
-            bins = [round(b.snr_db / c.bin_db) for b in blocks]
-            padded = [bins[0]] * (c.order - 1) + bins
-            keys = [tuple(padded[t + c.order - 1 - j] for j in range(c.order)) for t in range(len(bins))]
+            keys = [cls._key(blocks, t, c) for t in range(len(blocks))]
             ids = [index.setdefault(key, len(index)) for key in keys]
             pairs.extend(zip(ids[:-1], ids[1:], strict=True))
             losses.extend(zip(ids, (b.loss_rate for b in blocks), strict=True))
         size = len(index)
-        states = np.array(list(index), dtype=int).reshape(size, c.order)
+        states = np.array(list(index), dtype=int).reshape(size, -1)
         counts = sparse.coo_matrix((np.ones(len(pairs)), tuple(np.array(pairs).T)), shape=(size, size)).tocsr()
         rows = np.asarray(counts.sum(axis=1)).ravel()
         counted = np.flatnonzero(rows > 0)
@@ -125,22 +141,35 @@ class ChannelForecaster:
         for i, loss in losses:
             loss_sum[i] += loss
             seen[i] += 1
-        return cls(states, transition, c.bin_db, loss_sum / np.maximum(seen, 1))
+        return cls(states, transition, c.bin_db, loss_sum / np.maximum(seen, 1),
+                   c.mean_bin_db if c.hidden_state else None)
 
     @property
     def centres_db(self) -> np.ndarray:
         """SNR at the centre of every state's current bin."""
         return self.states[:, 0] * self.bin_db
 
+    def state_of_env(self, env: SplitEnv) -> int:
+        """The state of ``env``'s current block: from its SNR history, or (hidden-state) its channel state."""
+        if self.mean_bin_db is None:
+            return self.state_of(env.block_snr_db, list(env.snr_history))
+        key = (round(env.block_snr_db / self.bin_db), round(env.channel_state.mean_snr_db / self.mean_bin_db))
+        return self.state_of_env_key(key)
+
+    def state_of_env_key(self, key: tuple) -> int:
+        """The state with this key if seen in simulation, else the nearest one (L1 in bins)."""
+        if key in self._index:
+            return self._index[key]
+        return int(np.abs(self.states - np.array(key)).sum(axis=1).argmin())
+
     def state_of(self, snr_db: float, previous_db: Sequence[float] = ()) -> int:
         """The state of a block with SNR ``snr_db`` after ``previous_db`` (most recent first; padded with the
         oldest, as SplitEnv's history is): the exact state if seen in simulation, else the nearest (L1 in bins)."""
         history = [*previous_db[: self.order - 1]] or [snr_db]
         history += [history[-1]] * (self.order - 1 - len(history))
-        key = tuple(round(v / self.bin_db) for v in [snr_db, *history[: self.order - 1]])
-        if key in self._index:
-            return self._index[key]
-        return int(np.abs(self.states - np.array(key)).sum(axis=1).argmin())
+        if self.mean_bin_db is not None:
+            raise ValueError("a hidden-state forecaster needs the block's channel state: use state_of_env")
+        return self.state_of_env_key(tuple(round(v / self.bin_db) for v in [snr_db, *history[: self.order - 1]]))
 
 
 def device_transition(env: SplitEnv) -> tuple[list[DeviceState], np.ndarray]:
@@ -169,7 +198,7 @@ class SwitchingPlanner:
         candidates = env.candidate_rewards(self.source)
         value = candidates["reward"].astype(float)
         if env.t + 1 < env.config.episode_steps:
-            b = self.forecaster.state_of(env.block_snr_db, list(env.snr_history))
+            b = self.forecaster.state_of_env(env)
             value = value + self.continuation[env.t + 1, b, self.devices.index(env.device_state)]
         feasible = candidates["feasible"] if candidates["feasible"].any() else np.ones_like(candidates["feasible"])
         if env.config.action == "relative":

@@ -295,6 +295,11 @@ class SplitEnv(gym.Env):
         return int(np.asarray(action).reshape(-1)[0]), c.bits
 
     @property
+    def channel_state(self) -> ChannelState:
+        """The current block's channel state (mean SNR, fading gain, loss rate): what the process drew."""
+        return self._state
+
+    @property
     def block_snr_db(self) -> float:
         """Instantaneous SNR of the current block (fading included) — what the observation shows first."""
         return float(self._state.snr_db)

@@ -65,6 +65,31 @@ def test_a_second_order_forecaster_keys_states_by_the_previous_block_too():
     assert second.state_of(12.2) == second.state_of(12.2, [12.2])  # the first block: its own history
 
 
+def test_a_hidden_state_forecaster_keys_states_by_the_mean_snr_and_plans_on_it(table):
+    hidden = ChannelForecaster.fit(SWITCHING, traces=64, seed=0, hidden_state=True, mean_bin_db=2.0)
+    assert hidden.order == 1 and hidden.states.shape[1] == 2
+    assert np.allclose(np.asarray(hidden.transition.sum(axis=1)).ravel(), 1.0)
+    env = SplitEnv(SWITCHING, source=table)
+    env.reset(seed=5)
+    state = env.channel_state
+    expected = (round(state.snr_db / 0.5), round(state.mean_snr_db / 2.0))
+    got = tuple(hidden.states[hidden.state_of_env(env)])
+    assert got == expected or expected not in {tuple(s) for s in hidden.states}
+    assert all(hidden.state_of_env_key(tuple(s)) == i for i, s in enumerate(hidden.states[:5]))
+    with pytest.raises(ValueError, match="state_of_env"):
+        hidden.state_of(10.0)
+    policies = {"greedy-oracle": (GreedyOracle(), {}), "hindsight": (HindsightOracle(), {}),
+                "planner": (SwitchingPlanner(table, hidden), {})}
+    totals = per_trace(evaluate_policies(policies, SWITCHING, table, heldout_seeds(4))[0])
+    assert (totals["planner"] <= totals["hindsight"] + 1e-9).all()
+
+
+@pytest.mark.parametrize("kwargs", [{"hidden_state": True, "order": 2}, {"hidden_state": True, "mean_bin_db": 0.0}])
+def test_bad_hidden_state_settings_are_rejected(kwargs):
+    with pytest.raises(ValueError, match="hidden-state"):
+        ForecasterConfig(**kwargs)
+
+
 @pytest.mark.parametrize("kwargs", [{"traces": 0}, {"bin_db": 0.0}, {"order": 0}, {"order": 5}])
 def test_bad_forecaster_settings_are_rejected(kwargs):
     with pytest.raises(ValueError, match="need traces"):
