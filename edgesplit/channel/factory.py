@@ -15,6 +15,7 @@ from edgesplit.channel.erasure import ErasureImpairment
 from edgesplit.channel.fading import NakagamiConfig, NakagamiProcess, RayleighConfig, RayleighProcess
 from edgesplit.channel.gauss_markov import GaussMarkovConfig, GaussMarkovProcess
 from edgesplit.channel.impairment import Compose, Impairment, NoImpairment
+from edgesplit.channel.nr.coded import CodedImpairment
 from edgesplit.channel.path_loss import PathLossConfig, PathLossProcess
 from edgesplit.channel.process import ChannelProcess
 from edgesplit.channel.static import StaticConfig, StaticProcess
@@ -35,6 +36,7 @@ IMPAIRMENTS: dict[str, type[Impairment]] = {
     for cls in (NoImpairment, DropoutImpairment, AwgnImpairment, DigitalImpairment, ErasureImpairment)
 }
 """Impairment kinds (besides 'compose', built from a list)."""
+IMPAIRMENTS[CodedImpairment.kind] = CodedImpairment  # coded 5G NR uplink (edgesplit.channel.nr; Sionna lazily)
 
 
 def _build(what: str, kind: str, cls: type, params: dict[str, Any]) -> Any:

@@ -1,0 +1,72 @@
+"""A coded 5G NR PUSCH-like uplink: LDPC, TS 38.214 MCS link adaptation and HARQ, bit-true or abstracted.
+
+Needs NVIDIA Sionna (``pip install 'edgesplit[nr]'``), imported lazily on first use and without touching
+torch's global RNG (:mod:`edgesplit.channel.nr._sionna`); importing this package does not import Sionna.
+
+Impairment (kind ``"coded"`` of :func:`edgesplit.channel.make_impairment`)::
+
+    from edgesplit.channel import ChannelState, make_impairment
+    imp = make_impairment("coded", bits=8, path="abstracted", channel="awgn",
+                          carrier={"bandwidth_hz": 20e6, "subcarrier_spacing_hz": 30_000},
+                          mcs_table=1, mcs=None, target_bler=0.1, max_transmissions=4)
+    result = imp.apply(hidden, ChannelState(mean_snr_db=12.0), generator)  # x, stats (mcs, tbs_bits, ...)
+
+``path="bit_true"`` runs Sionna's TB encoder / QAM / APP demapper / LDPC decoder with chase combining (slow:
+~20-40 kbit/s of decoded TBs on 2 CPU cores; tests and calibration); ``"abstracted"`` draws TB errors from
+Sionna's AWGN BLER tables (fast; profiler, RL). Same generator, same numbers, on every call.
+
+Cost (pure, cached; for ``split_costs``, the profiler, the RL env)::
+
+    from edgesplit.channel.nr import NrLinkConfig, nr_uplink_cost, nr_throughput_bps
+    link = NrLinkConfig(carrier=CarrierConfig(), mcs_table=1, mcs=None, max_transmissions=4, channel="awgn")
+    cost = nr_uplink_cost(payload_bits=9_216, snr_db=12.0, link=link, tx_power_w=0.2)
+    cost.mcs, cost.num_tbs, cost.latency_s, cost.airtime_s, cost.tx_energy_j, cost.latency_over_shannon
+    nr_throughput_bps(12.0, link)  # saturated goodput with HARQ
+
+Pieces: :class:`CarrierConfig` (bandwidth, SCS, PRBs from TS 38.101-1 Table 5.3.2-1, DMRS, slot, HARQ RTT),
+:func:`transport_block` / :class:`TransportBlockInfo` (Qm, R, TBS, code blocks, G via Sionna),
+:func:`tb_error_rate` / :func:`failure_probabilities` (BLER tables, chase combining, Rayleigh average),
+:meth:`NrLinkConfig.select_mcs` (ideal-CQI link adaptation), :class:`HarqOutcome` (accounting, latency rule).
+
+Limitations: one layer, one UE, no CQI error or delay; TDL / frequency-selective channels are not modelled
+(only AWGN and flat Rayleigh block fading per slot); chase combining only (no incremental redundancy); the
+shipped BLER tables stop at code blocks of 2000 bits (clamped beyond; measured by
+``benchmarks/coded_link_check.py``) and lack MCS 0..2 (table 1) / 0..1 (table 2), which Sionna's LDPC chain
+cannot code either (effective rate below 1/5 needs repetition).
+"""
+
+from edgesplit.channel.nr._sionna import INSTALL_HINT, load_sionna, preserve_global_rng
+from edgesplit.channel.nr.bler import CHANNELS, available_mcs, failure_probabilities, rate_shift_db, tb_error_rate
+from edgesplit.channel.nr.carrier import MAX_PRBS, SYMBOLS_PER_SLOT, CarrierConfig
+from edgesplit.channel.nr.coded import PATHS, CodedImpairment
+from edgesplit.channel.nr.cost import NrUplinkCost, nr_throughput_bps, nr_uplink_cost
+from edgesplit.channel.nr.harq import HarqOutcome, expected_latency_slots
+from edgesplit.channel.nr.link import NrLinkConfig
+from edgesplit.channel.nr.mcs import MAX_MCS, MCS_TABLES, TransportBlockInfo, mcs_parameters, transport_block
+
+__all__ = [
+    "CHANNELS",
+    "INSTALL_HINT",
+    "MAX_MCS",
+    "MAX_PRBS",
+    "MCS_TABLES",
+    "PATHS",
+    "SYMBOLS_PER_SLOT",
+    "CarrierConfig",
+    "CodedImpairment",
+    "HarqOutcome",
+    "NrLinkConfig",
+    "NrUplinkCost",
+    "TransportBlockInfo",
+    "available_mcs",
+    "expected_latency_slots",
+    "failure_probabilities",
+    "load_sionna",
+    "mcs_parameters",
+    "nr_throughput_bps",
+    "nr_uplink_cost",
+    "preserve_global_rng",
+    "rate_shift_db",
+    "tb_error_rate",
+    "transport_block",
+]
