@@ -12,8 +12,10 @@ Impairment (kind ``"coded"`` of :func:`edgesplit.channel.make_impairment`)::
     result = imp.apply(hidden, ChannelState(mean_snr_db=12.0), generator)  # x, stats (mcs, tbs_bits, ...)
 
 ``path="bit_true"`` runs Sionna's TB encoder / QAM / APP demapper / LDPC decoder with chase combining (slow:
-~20-40 kbit/s of decoded TBs on 2 CPU cores; tests and calibration); ``"abstracted"`` draws TB errors from
-Sionna's AWGN BLER tables (fast; profiler, RL). Same generator, same numbers, on every call.
+~20-60 kbit/s of decoded TBs per CPU core; tests and calibration); ``"abstracted"`` draws TB errors from
+Sionna's AWGN BLER tables (fast; profiler, RL). Same generator, same numbers, on every call. Chase combining
+is symbol-level (MRC) by default, which the abstraction's SNR-sum rule models exactly; ``combining="llr"``
+(bit-true only) adds LLRs as HARQ soft buffers do and loses ~0.5-1 dB at 16QAM and up.
 
 Cost (pure, cached; for ``split_costs``, the profiler, the RL env)::
 
@@ -29,10 +31,10 @@ Pieces: :class:`CarrierConfig` (bandwidth, SCS, PRBs from TS 38.101-1 Table 5.3.
 :meth:`NrLinkConfig.select_mcs` (ideal-CQI link adaptation), :class:`HarqOutcome` (accounting, latency rule).
 
 Limitations: one layer, one UE, no CQI error or delay; TDL / frequency-selective channels are not modelled
-(only AWGN and flat Rayleigh block fading per slot); chase combining only (no incremental redundancy); the
-shipped BLER tables stop at code blocks of 2000 bits (clamped beyond; measured by
-``benchmarks/coded_link_check.py``) and lack MCS 0..2 (table 1) / 0..1 (table 2), which Sionna's LDPC chain
-cannot code either (effective rate below 1/5 needs repetition).
+(only AWGN and flat Rayleigh block fading per slot); chase combining only (no incremental redundancy), and the
+abstraction has no model of LLR combining's loss; the shipped BLER tables stop at code blocks of 2000 bits
+(clamped beyond; measured by ``benchmarks/coded_link_check.py``) and lack MCS 0..2 (table 1) / 0..1 (table 2),
+which Sionna's LDPC chain cannot code either (effective rate below 1/5 needs repetition).
 """
 
 from edgesplit.channel.nr._sionna import INSTALL_HINT, load_sionna, preserve_global_rng

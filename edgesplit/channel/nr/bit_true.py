@@ -9,8 +9,15 @@ one demapper / decoder call (chunked to bound memory).
 
 Channel per transmission: ``y = h x + n`` with n ~ CN(0, 1/SNR) (SNR = Es/N0 per symbol, unit-energy QAM);
 ``awgn``: h = 1; ``rayleigh``: one h ~ CN(0, 1) per TB and transmission (block fading over the slot), perfect
-CSI: the receiver equalises ``y / h`` and demaps with noise variance ``1 / (SNR |h|²)``. Chase combining:
-the LLRs of all transmissions of a TB are added before each decoding attempt (the same codeword each time).
+CSI. Chase combining (the same codeword every time), two receivers:
+
+* ``"symbol"`` (default): maximum-ratio combining of the received symbols, ``z = Σ h_j* y_j / Σ |h_j|²``,
+  demapped with noise variance ``1 / Σ SNR_j`` — Chase's original rule, whose combined SNR is exactly the sum of
+  the transmissions' linear SNRs (the abstraction's rule).
+* ``"llr"``: the soft buffer adds each transmission's demapper LLRs (of ``y_j / h_j`` at noise ``1 / SNR_j``).
+  Same as ``"symbol"`` for QPSK; for 16QAM and up each demapper marginalises the symbol's other bits on its own,
+  which costs decoding margin (measured by ``benchmarks/coded_link_check.py``: ~0.5-1 dB at two transmissions),
+  so the abstraction is then optimistic. Bit-true only.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from edgesplit.channel.nr._sionna import load_sionna, preserve_global_rng
 from edgesplit.channel.nr.harq import HarqOutcome
 from edgesplit.channel.nr.mcs import TransportBlockInfo
 
+COMBINING = ("symbol", "llr")
+"""Chase-combining receivers of the bit-true path: symbol-level MRC, or soft-buffer LLR addition."""
 CHUNK_ELEMENTS = 1 << 24
 """Bound on TBs x symbols x constellation points per demapper call (memory, ~64 MB of float32)."""
 
@@ -74,14 +83,20 @@ class BitTrueLink:
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def send(self, bits: torch.Tensor, snr_db: float, max_transmissions: int, channel: str,
-             generator: torch.Generator) -> tuple[torch.Tensor, HarqOutcome, np.ndarray]:
+             generator: torch.Generator, combining: str = "symbol") -> tuple[torch.Tensor, HarqOutcome, np.ndarray]:
         """Send TBs [n, tbs] with HARQ; (decoded bits [n, tbs], outcome, per-transmission SNR dB [n, N] or NaN).
 
-        Draw order, per round: the round's |h| (rayleigh only, [k, 2]) then its noise ([k, symbols, 2]).
+        Draw order, per round: the round's h (rayleigh only, [k, 2]) then its noise ([k, symbols, 2]).
         """
+        if combining not in COMBINING:
+            raise ValueError(f"combining must be one of {list(COMBINING)}, got {combining!r}")
         n, gdev = bits.shape[0], generator.device
         x = self.encode(bits.to(self.device))
-        llr = torch.zeros(n, self.info.coded_bits, device=self.device)
+        if combining == "llr":
+            llr = torch.zeros(n, self.info.coded_bits, device=self.device)
+        else:
+            mrc = torch.zeros(n, self.info.symbols, dtype=torch.complex64, device=self.device)  # Σ h* y
+            energy = torch.zeros(n, 1, device=self.device)  # Σ |h|²
         decoded = torch.zeros(n, self.info.tbs_bits, device=self.device)
         transmissions = np.zeros(n, dtype=np.int64)
         delivered = np.zeros(n, dtype=bool)
@@ -100,8 +115,14 @@ class BitTrueLink:
             w = torch.randn(k, self.info.symbols, 2, generator=generator, device=gdev).to(self.device)
             y = h * x[active] + math.sqrt(no / 2.0) * torch.complex(w[..., 0], w[..., 1])
             gain = h.abs().square()
-            llr[active] += self._llrs(y / h, no / gain)
-            bits_hat, crc_ok = self._decode(llr[active])
+            if combining == "llr":
+                llr[active] += self._llrs(y / h, no / gain)
+                attempt = llr[active]
+            else:
+                mrc[active] += h.conj() * y
+                energy[active] += gain
+                attempt = self._llrs(mrc[active] / energy[active], no / energy[active])
+            bits_hat, crc_ok = self._decode(attempt)
             decoded[active] = bits_hat
             idx = active.cpu().numpy()
             transmissions[idx] += 1

@@ -8,7 +8,8 @@ with n_r the TBs of round r, and ``airtime = slot_s · Σ_r n_r`` (the slots the
 still undecoded after ``max_transmissions`` is erased (its CRC says so; nothing wrong is delivered).
 
 Abstracted draws. :func:`~edgesplit.channel.nr.bler.failure_probabilities` gives q_j, the probability that a TB
-is still undecoded after j chase-combined transmissions (non-increasing in j). One uniform U per TB makes the
+is still undecoded after j chase-combined transmissions (non-increasing in j; the decoder sees the sum of the
+transmissions' linear SNRs, exact for symbol-level combining). One uniform U per TB makes the
 events nested, as with real combining: the TB needs ``1 + #{1 <= j < N : U < q_j}`` transmissions and is erased
 iff ``U < q_N``; each event has exactly its probability q_j. Under ``rayleigh`` the q_j come from the TB's own
 drawn gains (cumulative linear SNR), so they are random and still non-increasing.

@@ -49,7 +49,8 @@ def _clopper_pearson(failures: int, n: int) -> tuple[float, float]:
 
 @pytest.mark.parametrize(
     ("mcs", "snr_db", "channel", "max_tx"),
-    [(4, -1.0, "awgn", 1), (9, 3.0, "awgn", 1), (15, 8.0, "awgn", 1), (9, 0.0, "awgn", 2), (9, 8.0, "rayleigh", 1)],
+    [(4, -1.0, "awgn", 1), (9, 3.0, "awgn", 1), (15, 8.0, "awgn", 1), (9, 0.0, "awgn", 2), (15, 5.2, "awgn", 2),
+     (9, 8.0, "rayleigh", 1)],
 )
 def test_abstracted_tb_error_rate_inside_bit_true_99_ci(mcs: int, snr_db: float, channel: str, max_tx: int) -> None:
     """Waterfall points of small code blocks (1 PRB: CBS 104..384); the last-transmission TB error rate."""
@@ -65,6 +66,16 @@ def test_abstracted_tb_error_rate_inside_bit_true_99_ci(mcs: int, snr_db: float,
     assert low <= q <= high, f"abstracted {q:.3f} outside bit-true 99% CI [{low:.3f}, {high:.3f}]"
     ok = torch.as_tensor(outcome.delivered)
     assert torch.equal(decoded[ok].long(), bits[ok].long())  # what the CRC passes is exact
+
+
+def test_llr_combining_loses_to_symbol_combining_at_16qam() -> None:
+    info = transport_block(CarrierConfig(**ONE_PRB), 1, 15)
+    bits = torch.randint(0, 2, (200, info.tbs_bits), generator=torch.Generator().manual_seed(4))
+    failed = {}
+    for combining in ("symbol", "llr"):
+        _, outcome, _ = bit_true_link(info).send(bits, 5.2, 2, "awgn", torch.Generator().manual_seed(5), combining)
+        failed[combining] = int(outcome.erased.sum())
+    assert failed["llr"] > failed["symbol"] + 20
 
 
 def test_harq_accounting_when_every_tb_fails() -> None:
@@ -172,6 +183,8 @@ def test_factory_and_stats_are_floats() -> None:
         ({"carrier": "20MHz"}, "CarrierConfig"),
         ({"mcs": -1}, r"0\.\.28"),
         ({"max_transmissions": 17}, r"1\.\.16"),
+        ({"combining": "mrc"}, r"\['symbol', 'llr'\]"),
+        ({"combining": "llr"}, "needs path='bit_true'"),
     ],
 )
 def test_bad_input_raises_value_error(params: dict, match: str) -> None:
