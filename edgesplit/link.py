@@ -6,6 +6,10 @@ An :class:`ImpairedLink` is the ``link`` callable that :func:`edgesplit.split.sp
 what would cross a socket), then the channel impairment is applied to the decoded activations with the link's
 own seeded generator. Token ids (split ``k = 0``) travel losslessly: a real system protects them with ARQ, and a
 single wrong id would change the prompt itself rather than degrade a representation.
+
+An impairment with a ``for_split(k)`` method (:class:`~edgesplit.channel.uep.ProtectedImpairment`) is resolved for
+the link's ``split_k``; when it protects channels, hidden states travel as a version-2
+:class:`~edgesplit.packet.ProtectedPacket` (the protected channels apart, in their own encoding).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from edgesplit.channel import ChannelState, Impairment, NoImpairment
-from edgesplit.packet import ActivationPacket
+from edgesplit.packet import ActivationPacket, ProtectedPacket
 
 
 @dataclass
@@ -45,6 +49,8 @@ class ImpairedLink:
     def __init__(self, impairment: Impairment | None = None, state: ChannelState | None = None, *, seed: int = 0,
                  encoding: str = "float32", session_id: str = "link", split_k: int = 0) -> None:
         self.impairment = impairment or NoImpairment()
+        if callable(getattr(self.impairment, "for_split", None)):
+            self.impairment = self.impairment.for_split(split_k)
         self.state = state or ChannelState(mean_snr_db=30.0)
         self.encoding = encoding
         self.session_id = session_id
@@ -55,10 +61,7 @@ class ImpairedLink:
 
     def __call__(self, payload: torch.Tensor) -> torch.Tensor:
         is_ids = not payload.is_floating_point()
-        packet = ActivationPacket.from_tensor(payload, session_id=self.session_id, split_k=self.split_k,
-                                              position_start=self._position,
-                                              encoding="token_ids" if is_ids else self.encoding)
-        received = ActivationPacket.decode(packet.encode())
+        received = self._round_trip(payload, is_ids)
         tokens = int(payload.shape[0] * payload.shape[1]) if payload.ndim >= 2 else int(payload.numel())
         self._position += int(payload.shape[1]) if payload.ndim >= 2 else 1
         self.log.packets += 1
@@ -71,3 +74,16 @@ class ImpairedLink:
         result = self.impairment.apply(out, self.state, self.generator)
         self.log.stats.append(result.stats)
         return result.x.to(payload.dtype)
+
+    def _round_trip(self, payload: torch.Tensor, is_ids: bool) -> ActivationPacket | ProtectedPacket:
+        """The payload encoded as the frame that would cross the socket, and parsed back."""
+        fields = {"session_id": self.session_id, "split_k": self.split_k, "position_start": self._position}
+        channels = () if is_ids or not hasattr(self.impairment, "active_channels") else \
+            self.impairment.active_channels()
+        if channels:
+            protected_encoding = getattr(self.impairment, "protected_encoding", None) or self.encoding
+            packet = ProtectedPacket.from_tensor(payload, channels, encoding=self.encoding,
+                                                 protected_encoding=protected_encoding, **fields)
+            return ProtectedPacket.decode(packet.encode())
+        packet = ActivationPacket.from_tensor(payload, encoding="token_ids" if is_ids else self.encoding, **fields)
+        return ActivationPacket.decode(packet.encode())

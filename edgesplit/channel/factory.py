@@ -20,6 +20,7 @@ from edgesplit.channel.path_loss import PathLossConfig, PathLossProcess
 from edgesplit.channel.process import ChannelProcess
 from edgesplit.channel.static import StaticConfig, StaticProcess
 from edgesplit.channel.trace import TraceConfig, TraceProcess
+from edgesplit.channel.uep import ProtectedImpairment
 
 PROCESSES: dict[str, tuple[type, type[ChannelProcess]]] = {
     "static": (StaticConfig, StaticProcess),
@@ -37,6 +38,7 @@ IMPAIRMENTS: dict[str, type[Impairment]] = {
 }
 """Impairment kinds (besides 'compose', built from a list)."""
 IMPAIRMENTS[CodedImpairment.kind] = CodedImpairment  # coded 5G NR uplink (edgesplit.channel.nr; Sionna lazily)
+IMPAIRMENTS[ProtectedImpairment.kind] = ProtectedImpairment  # unequal error protection (edgesplit.channel.uep)
 
 
 def _build(what: str, kind: str, cls: type, params: dict[str, Any]) -> Any:

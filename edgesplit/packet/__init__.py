@@ -1,4 +1,7 @@
-"""The ActivationPacket wire format (versioned JSON header + raw little-endian bytes) and absmax quantisation."""
+"""The ActivationPacket wire format (versioned JSON header + raw little-endian bytes) and absmax quantisation.
+
+Version 2 frames (:class:`ProtectedPacket`) carry a hidden state split into protected channels and the rest.
+"""
 
 from edgesplit.packet.activation_packet import (
     DEFAULT_LIMITS,
@@ -12,6 +15,7 @@ from edgesplit.packet.activation_packet import (
     PacketLimits,
 )
 from edgesplit.packet.payload_codec import QUANT_BITS
+from edgesplit.packet.protected_packet import PROTECTED_FORMAT_VERSION, ProtectedPacket, decode_frame
 from edgesplit.packet.quantize import (
     dequantize_absmax,
     pack_int4,
@@ -27,10 +31,13 @@ __all__ = [
     "MAGIC",
     "MAX_RANK",
     "MAX_SESSION_ID_CHARS",
+    "PROTECTED_FORMAT_VERSION",
     "QUANT_BITS",
     "ActivationPacket",
     "PacketError",
     "PacketLimits",
+    "ProtectedPacket",
+    "decode_frame",
     "dequantize_absmax",
     "pack_int4",
     "qmax_for_bits",

@@ -238,6 +238,7 @@ def _all_impairments() -> dict[str, object]:
         "digital_arq": make_impairment("digital", erasure="arq", fragment_elements=100),
         "erasure": make_impairment("erasure", fragment_elements=50),
         "compose": Compose([AwgnImpairment(), DropoutImpairment(p=0.05)]),
+        "protected": make_impairment("protected", main={"kind": "dropout", "p": 0.2}, channels=[3, 0], copies=2),
     }
 
 

@@ -1,0 +1,274 @@
+"""Unequal error protection (UEP): a hidden state's few outlier channels sent apart, through a stronger impairment.
+
+LLM hidden states carry a few "massive activation" channels (SmolLM2-135M: channel 507 reaches ~2·10⁴ on the first
+token from layer 12 on, against a median channel peak of ~50). Losing or corrupting one of those values wrecks the
+rest of the forward pass, so an unprotected link fails catastrophically on single draws. :class:`ProtectedImpairment`
+(kind ``"protected"``) sends ``x[..., channels]`` through ``protected`` — optionally as ``copies`` repetitions, combined
+at the receiver — and every other channel through ``main``, then puts each value back at its channel. Typical uses:
+
+- dropout: ``main=DropoutImpairment(p)``, ``protected=DropoutImpairment(p)``, ``copies=3``: a protected element is lost
+  only if all three copies are (probability p³; the receiver keeps the first copy that arrived);
+- digital: ``main=DigitalImpairment(bits=8, modulation="qpsk")``, ``protected=DigitalImpairment(bits=16,
+  modulation="bpsk")``: more precision and a robust modulation (and/or ``copies``, combined by the median). Taking the
+  outliers out of the main stream also shrinks the per-token absmax quantisation step of every other channel;
+- the coded NR link: ``main={"kind": "coded", ...}`` and a lower-MCS ``protected={"kind": "coded", ...}``, once kind
+  ``"coded"`` is registered (any impairment kind works: specs are built with :func:`make_impairment`).
+
+The channels differ per split, so ``channels`` is either one index tuple or a per-split table ``{k: indices}`` (e.g.
+:meth:`edgesplit.quality.outliers.OutlierTable.channels_by_split`); :meth:`ProtectedImpairment.for_split` picks the
+split, and :class:`~edgesplit.link.ImpairedLink` calls it with the split it carries. Random draws: ``main`` first,
+then ``protected``, from the one generator: same seed, same result.
+
+Stats: each part's own stats prefixed ``main.`` / ``protected.``; ``main_bits``, ``protected_bits`` (copies and the
+protected part's own scales included), ``side_bits`` (the index list, 32 bits per channel per packet),
+``baseline_bits`` (``main`` alone on every channel at the same settings), ``extra_bits_ratio`` (total / baseline - 1)
+and the same for channel uses (``extra_airtime_ratio``; digital parts send ``bits / bits_per_symbol`` symbols, coded
+parts the resource elements of their transmitted transport blocks — the baseline at the same MCS and HARQ rounds —
+other parts one bit per use unless they report ``channel_uses``), ``protected_erased_fraction`` (protected elements
+with a non-zero input that arrived as 0), ``main_absmax_ratio`` (mean over tokens of the main part's absmax over the
+whole vector's absmax: how much the main stream's quantisation step shrinks) and ``mse``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import torch
+
+from edgesplit.channel.awgn import AwgnImpairment
+from edgesplit.channel.digital import SCALE_BITS, DigitalImpairment
+from edgesplit.channel.dropout import DropoutImpairment
+from edgesplit.channel.erasure import ErasureImpairment
+from edgesplit.channel.impairment import (
+    Impairment,
+    ImpairmentResult,
+    NoImpairment,
+    as_generator,
+    check_activations,
+    mse,
+)
+from edgesplit.channel.modulation import MODULATIONS
+from edgesplit.channel.state import ChannelState
+
+COMBINE_RULES = ("auto", "first_nonzero", "median", "mean")
+"""How repeated copies of a protected element are combined at the receiver."""
+PACKET_ENCODINGS = ("float32", "float16", "bfloat16", "int8", "int4")
+"""Accepted ``protected_encoding`` values (the packet encodings of a protected part)."""
+INDEX_BITS = 32
+"""Side information per protected channel and packet (a u32 index in the version-2 frame)."""
+
+Channels = tuple[int, ...] | dict[int, tuple[int, ...]]
+
+
+def _as_impairment(spec: Impairment | dict[str, Any], name: str) -> Impairment:
+    if isinstance(spec, Impairment):
+        return spec
+    if isinstance(spec, dict) and isinstance(spec.get("kind"), str):
+        from edgesplit.channel.factory import make_impairment  # deferred: the factory imports this module
+
+        return make_impairment(spec["kind"], **{key: value for key, value in spec.items() if key != "kind"})
+    raise ValueError(f"{name} must be an Impairment or a {{'kind': ..., **params}} dict, got {spec!r}")
+
+
+def _index_tuple(values: Any, what: str) -> tuple[int, ...]:
+    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{what} must be a sequence of channel indices, got {values!r}")
+    out = tuple(values)
+    if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in out):
+        raise ValueError(f"{what} must hold non-negative int channel indices, got {list(out)}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{what} must not repeat a channel, got {list(out)}")
+    return out
+
+
+def _split_key(key: Any) -> int:
+    if isinstance(key, str) and key.isdigit():  # JSON object keys are strings
+        key = int(key)
+    if isinstance(key, bool) or not isinstance(key, int) or key < 0:
+        raise ValueError(f"per-split channel tables are keyed by split k (an int >= 0), got {key!r}")
+    return key
+
+
+def check_channels(channels: Any) -> Channels:
+    """Normalise ``channels``: one index sequence, or a ``{k: indices}`` table (string keys ``"12"`` accepted)."""
+    if isinstance(channels, dict):
+        return {_split_key(k): _index_tuple(v, f"channels[{k!r}]") for k, v in channels.items()}
+    return _index_tuple(channels, "channels")
+
+
+def combine_copies(received: torch.Tensor, rule: str) -> torch.Tensor:
+    """Combine ``[copies, ...]`` received copies into one tensor ``[...]`` by ``rule`` (not ``auto``)."""
+    if rule == "first_nonzero":  # erasure channels: anything non-zero arrived (a zero input stays zero anyway)
+        arrived = received != 0
+        first = arrived.to(torch.int8).argmax(0, keepdim=True)
+        return torch.where(arrived.any(0), received.gather(0, first).squeeze(0), torch.zeros_like(received[0]))
+    if rule == "mean":
+        return received.mean(0)
+    ordered = received.sort(0).values  # median; the mean of the two middle copies for an even count
+    return 0.5 * (ordered[(received.shape[0] - 1) // 2] + ordered[received.shape[0] // 2])
+
+
+def auto_rule(protected: Impairment) -> str:
+    """The combining rule that fits an impairment: erasures keep what arrived, AWGN averages, the rest votes."""
+    if isinstance(protected, DropoutImpairment | ErasureImpairment | NoImpairment) or protected.kind == "coded":
+        return "first_nonzero"  # the coded link erases failed transport blocks (CRC), it never corrupts silently
+    return "mean" if isinstance(protected, AwgnImpairment) else "median"
+
+
+def part_cost(imp: Impairment, rows: int, cols: int, stats: dict[str, float], element_bits: int,
+              sent_cols: int | None = None) -> tuple[float, float]:
+    """(bits, channel uses) of ``rows × cols`` elements through ``imp``, from the stats it reported.
+
+    ``sent_cols`` is the width the stats were measured on (default ``cols``); parts that report their own
+    ``bits_sent`` but are not digital (e.g. a coded link) are scaled by ``cols / sent_cols``.
+    """
+    xl = float(stats.get("extra_latency_factor", 1.0))
+    if isinstance(imp, DigitalImpairment):
+        bits = rows * cols * imp.bits * xl + SCALE_BITS * rows
+        return bits, bits / MODULATIONS[imp.modulation]
+    if "coded_bits_on_air" in stats and "tbs_bits" in stats:
+        return _coded_cost(imp, rows, cols, stats, cols == (sent_cols or cols))
+    if "bits_sent" in stats:
+        ratio = cols / (sent_cols or cols) if (sent_cols or cols) else math.nan
+        bits = float(stats["bits_sent"]) * ratio
+        return bits, float(stats.get("channel_uses", stats["bits_sent"])) * ratio
+    bits = float(rows * cols * element_bits) * xl
+    return bits, bits
+
+
+def _coded_cost(imp: Impairment, rows: int, cols: int, stats: dict[str, float], measured: bool) -> tuple[float, float]:
+    """A coded link's (information bits, resource elements): measured, or for ``cols`` at the same MCS and HARQ."""
+    bits = float(rows * cols * getattr(imp, "bits", 8) + SCALE_BITS * rows)
+    if measured:
+        return float(stats["payload_bits"]), float(stats["coded_bits_on_air"]) / float(stats["modulation_order"])
+    tx = float(stats.get("transmissions", 0.0))
+    per_tx = float(stats["coded_bits_on_air"]) / tx / float(stats["modulation_order"]) if tx else 0.0
+    return bits, math.ceil(bits / float(stats["tbs_bits"])) * float(stats.get("extra_latency_factor", 1.0)) * per_tx
+
+
+@dataclass
+class ProtectedImpairment(Impairment):
+    """Send ``channels`` through ``protected`` (``copies`` times) and the rest through ``main``; reassemble."""
+
+    kind: ClassVar[str] = "protected"
+    main: Impairment | dict[str, Any] = field(default_factory=NoImpairment)
+    """Impairment of the unprotected channels: an Impairment or a ``{"kind": ..., **params}`` spec."""
+    protected: Impairment | dict[str, Any] = field(default_factory=NoImpairment)
+    """Impairment every copy of the protected channels goes through (same forms as ``main``)."""
+    channels: tuple[int, ...] | dict[int, tuple[int, ...]] = ()
+    """Protected channel indices, or a per-split table ``{k: indices}`` resolved by :meth:`for_split`."""
+    copies: int = 1
+    """Transmissions of each protected element (1: no repetition); copies are combined by ``combine``."""
+    combine: str = "auto"
+    """'first_nonzero' (erasures), 'median' (bit errors), 'mean' (AWGN) or 'auto' (by the protected impairment)."""
+    split_k: int | None = None
+    """The split whose table entry applies when ``channels`` is a table (set by :meth:`for_split`)."""
+    element_bits: int = 32
+    """Bits charged per element for parts that report none (analog kinds: the packet encoding's width)."""
+    protected_encoding: str | None = None
+    """Packet encoding of the protected part on the wire (None: the link's own encoding)."""
+
+    def __post_init__(self) -> None:
+        self.main = _as_impairment(self.main, "main")
+        self.protected = _as_impairment(self.protected, "protected")
+        self.channels = check_channels(self.channels)
+        if isinstance(self.copies, bool) or not isinstance(self.copies, int) or self.copies < 1:
+            raise ValueError(f"copies must be an int >= 1, got {self.copies!r}")
+        if self.combine not in COMBINE_RULES:
+            raise ValueError(f"combine must be one of {list(COMBINE_RULES)}, got {self.combine!r}")
+        if self.split_k is not None and (isinstance(self.split_k, bool) or not isinstance(self.split_k, int)
+                                         or self.split_k < 0):
+            raise ValueError(f"split_k must be None or an int >= 0, got {self.split_k!r}")
+        if isinstance(self.element_bits, bool) or not isinstance(self.element_bits, int) or \
+                not 1 <= self.element_bits <= 64:
+            raise ValueError(f"element_bits must be an int in 1..64, got {self.element_bits!r}")
+        if self.protected_encoding is not None and self.protected_encoding not in PACKET_ENCODINGS:
+            raise ValueError(f"protected_encoding must be None or one of {list(PACKET_ENCODINGS)}, "
+                             f"got {self.protected_encoding!r}")
+
+    def for_split(self, k: int) -> ProtectedImpairment:
+        """This impairment for split ``k`` (its table entry is looked up when something is sent)."""
+        return replace(self, split_k=k)
+
+    def active_channels(self) -> tuple[int, ...]:
+        """The protected channels of the current split; ValueError when a table has no entry for it."""
+        if isinstance(self.channels, tuple):
+            return self.channels
+        if self.split_k is None:
+            raise ValueError(f"channels is a per-split table (splits {sorted(self.channels)}); pick one with "
+                             "for_split(k) or pass split_k to ImpairedLink")
+        if self.split_k not in self.channels:
+            raise ValueError(f"no protected channels listed for split {self.split_k}; the table covers splits "
+                             f"{sorted(self.channels)} (an empty list means: nothing to protect)")
+        return self.channels[self.split_k]
+
+    @property
+    def rule(self) -> str:
+        """The combining rule in force (``auto`` resolved)."""
+        return auto_rule(self.protected) if self.combine == "auto" else self.combine
+
+    def apply(self, x: torch.Tensor, state: ChannelState, generator: torch.Generator | int) -> ImpairmentResult:
+        xf = check_activations(x)
+        gen = as_generator(generator)
+        hidden, rows = int(xf.shape[-1]), math.prod(xf.shape[:-1])
+        chosen = self.active_channels()
+        if any(c >= hidden for c in chosen):
+            raise ValueError(f"protected channels {list(chosen)} do not fit a hidden size of {hidden}")
+        chosen_set = set(chosen)
+        rest = [c for c in range(hidden) if c not in chosen_set]
+        out = torch.empty_like(xf)
+        main_stats: dict[str, float] = {}
+        if rest:
+            main_result = self.main.apply(xf[..., rest], state, gen)
+            out[..., rest], main_stats = main_result.x.float(), main_result.stats
+        stats = {f"main.{key}": value for key, value in main_stats.items()}
+        prot_stats: dict[str, float] = {}
+        if chosen:
+            values = xf[..., list(chosen)]
+            sent = values.unsqueeze(0).expand(self.copies, *values.shape).contiguous()
+            prot_result = self.protected.apply(sent, state, gen)
+            prot_stats = prot_result.stats
+            received = combine_copies(prot_result.x.float(), self.rule)
+            out[..., list(chosen)] = received
+            stats |= {f"protected.{key}": value for key, value in prot_stats.items()}
+            stats["protected_erased_fraction"] = _erased_fraction(values, received)
+        stats |= self._costs(rows, len(rest), len(chosen), main_stats, prot_stats)
+        stats["main_absmax_ratio"] = _absmax_ratio(xf, rest)
+        stats["mse"] = mse(out, xf)
+        return ImpairmentResult(x=out.to(x.dtype), stats=stats)
+
+    def _costs(self, rows: int, n_rest: int, n_prot: int, main_stats: dict[str, float],
+               prot_stats: dict[str, float]) -> dict[str, float]:
+        hidden = n_rest + n_prot
+        main_bits, main_uses = part_cost(self.main, rows, n_rest, main_stats, self.element_bits) if n_rest else (0, 0)
+        prot_bits, prot_uses = (part_cost(self.protected, rows * self.copies, n_prot, prot_stats, self.element_bits)
+                                if n_prot else (0.0, 0.0))
+        base_bits, base_uses = part_cost(self.main, rows, hidden, main_stats, self.element_bits, sent_cols=n_rest)
+        side = float(INDEX_BITS * n_prot)
+        total_bits, total_uses = main_bits + prot_bits + side, main_uses + prot_uses + side
+        return {"protected_channels": float(n_prot), "copies": float(self.copies), "main_bits": float(main_bits),
+                "protected_bits": float(prot_bits), "side_bits": side, "total_bits": float(total_bits),
+                "baseline_bits": float(base_bits), "extra_bits_ratio": _ratio(total_bits, base_bits),
+                "main_channel_uses": float(main_uses), "protected_channel_uses": float(prot_uses),
+                "extra_airtime_ratio": _ratio(total_uses, base_uses)}
+
+
+def _ratio(total: float, baseline: float) -> float:
+    return total / baseline - 1.0 if baseline else math.nan
+
+
+def _erased_fraction(values: torch.Tensor, received: torch.Tensor) -> float:
+    live = values != 0
+    return float((live & (received == 0)).sum()) / max(int(live.sum()), 1)
+
+
+def _absmax_ratio(xf: torch.Tensor, rest: list[int]) -> float:
+    """Mean over token vectors of absmax(unprotected channels) / absmax(whole vector) (1.0: no shrink)."""
+    if xf.numel() == 0 or len(rest) == xf.shape[-1]:
+        return 1.0
+    whole = xf.abs().amax(-1).reshape(-1)
+    rest_max = xf[..., rest].abs().amax(-1).reshape(-1) if rest else torch.zeros_like(whole)
+    valid = whole > 0
+    return float((rest_max[valid] / whole[valid]).mean()) if bool(valid.any()) else 1.0
