@@ -4,7 +4,9 @@ Processes (one :class:`ChannelState` per block): static, path loss + shadowing, 
 Nakagami-m block fading, Gauss–Markov mobility / correlated fading, trace replay — all built with
 :func:`make_process`. Impairments (``apply(x, state, generator)``): dropout (the reference paper's
 model), analog AWGN with per-token SNR, digital (quantisation + Gray-mapped modulation + bit errors +
-erasures / ARQ), fragment erasures, and :class:`Compose` chains — all built with :func:`make_impairment`.
+erasures / ARQ), fragment erasures, the coded 5G NR uplink (LDPC, MCS link adaptation, HARQ;
+:mod:`edgesplit.channel.nr`, needs the ``nr`` extra, loaded lazily) and :class:`Compose` chains — all built
+with :func:`make_impairment`.
 """
 
 from edgesplit.channel.awgn import AwgnImpairment
@@ -25,6 +27,7 @@ from edgesplit.channel.modulation import (
     packet_error_rate,
     transmit_bits,
 )
+from edgesplit.channel.nr import CodedImpairment
 from edgesplit.channel.path_loss import LinkBudgetConfig, PathLossConfig, PathLossProcess
 from edgesplit.channel.process import ChannelProcess, LossConfig
 from edgesplit.channel.state import ChannelState
@@ -40,6 +43,7 @@ __all__ = [
     "AwgnImpairment",
     "ChannelProcess",
     "ChannelState",
+    "CodedImpairment",
     "Compose",
     "DigitalImpairment",
     "DropoutImpairment",

@@ -16,8 +16,13 @@ pytest.importorskip("sionna.phy", reason="the coded NR link needs the nr extra: 
 
 from edgesplit.channel import ChannelState, make_impairment  # noqa: E402
 from edgesplit.channel.digital import dequantize_codes, quantize_codes  # noqa: E402
-from edgesplit.channel.nr import CarrierConfig, CodedImpairment, failure_probabilities, transport_block  # noqa: E402
-from edgesplit.channel.nr import _sionna  # noqa: E402
+from edgesplit.channel.nr import (  # noqa: E402
+    CarrierConfig,
+    CodedImpairment,
+    _sionna,  # noqa: E402
+    failure_probabilities,
+    transport_block,
+)
 from edgesplit.channel.nr.bit_true import bit_true_link  # noqa: E402
 from edgesplit.channel.nr.coded import lost_elements  # noqa: E402
 
@@ -158,6 +163,25 @@ def test_missing_sionna_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "sionna", None)
     with pytest.raises(ImportError, match=r"pip install 'edgesplit\[nr\]'"):
         _sionna.load_sionna()
+
+
+_WITHOUT_SIONNA = """
+import sys, torch
+sys.modules["sionna"] = None  # as if the nr extra were not installed
+import edgesplit, edgesplit.channel
+from edgesplit.channel import ChannelState, make_impairment
+imp = make_impairment("coded", bits=4)
+try:
+    imp.apply(torch.ones(1, 4), ChannelState(mean_snr_db=10.0), 0)
+except ImportError as err:
+    print(err)
+"""
+
+
+def test_package_imports_without_sionna() -> None:
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_SIONNA], capture_output=True, text=True, check=True,
+                         timeout=120)
+    assert "pip install 'edgesplit[nr]'" in out.stdout
 
 
 def test_factory_and_stats_are_floats() -> None:
