@@ -3,8 +3,10 @@
 LLM hidden states carry a few "massive activation" channels (SmolLM2-135M: channel 507 reaches ~2·10⁴ on the first
 token from layer 12 on, against a median channel peak of ~50). Losing or corrupting one of those values wrecks the
 rest of the forward pass, so an unprotected link fails catastrophically on single draws. :class:`ProtectedImpairment`
-(kind ``"protected"``) sends ``x[..., channels]`` through ``protected`` — optionally as ``copies`` repetitions, combined
-at the receiver — and every other channel through ``main``, then puts each value back at its channel. Typical uses:
+(kind ``"protected"``) sends ``x[..., channels]`` through ``protected`` — optionally as ``copies`` repetitions, each its
+own transmission (one call of ``protected`` per copy: its own transport blocks on a coded link, its own fragments under
+erasures), combined at the receiver — and every other channel through ``main``, then puts each value back at its
+channel. Typical uses:
 
 - dropout: ``main=DropoutImpairment(p)``, ``protected=DropoutImpairment(p)``, ``copies=3``: a protected element is lost
   only if all three copies are (probability p³; the receiver keeps the first copy that arrived);
@@ -19,8 +21,9 @@ The channels differ per split, so ``channels`` is either one index tuple or a pe
 split, and :class:`~edgesplit.link.ImpairedLink` calls it with the split it carries. Random draws: ``main`` first,
 then ``protected``, from the one generator: same seed, same result.
 
-Stats: each part's own stats prefixed ``main.`` / ``protected.``; ``main_bits``, ``protected_bits`` (copies and the
-protected part's own scales included), ``side_bits`` (the index list, 32 bits per channel per packet),
+Stats: each part's own stats prefixed ``main.`` / ``protected.`` (the mean over copies); ``main_bits``,
+``protected_bits`` (every copy, with the protected part's own scales), ``side_bits`` (the index list, 32 bits per
+channel per packet),
 ``baseline_bits`` (``main`` alone on every channel at the same settings), ``extra_bits_ratio`` (total / baseline - 1)
 and the same for channel uses (``extra_airtime_ratio``; digital parts send ``bits / bits_per_symbol`` symbols, coded
 parts the resource elements of their transmitted transport blocks — the baseline at the same MCS and HARQ rounds —
@@ -121,8 +124,9 @@ def part_cost(imp: Impairment, rows: int, cols: int, stats: dict[str, float], el
               sent_cols: int | None = None) -> tuple[float, float]:
     """(bits, channel uses) of ``rows × cols`` elements through ``imp``, from the stats it reported.
 
-    ``sent_cols`` is the width the stats were measured on (default ``cols``); parts that report their own
-    ``bits_sent`` but are not digital (e.g. a coded link) are scaled by ``cols / sent_cols``.
+    ``sent_cols`` is the width the stats were measured on (default ``cols``): the cost of another width at the same
+    settings. Digital parts are priced exactly, coded parts (stats with ``coded_bits_on_air``) at the measured MCS and
+    HARQ rounds, other parts that report ``bits_sent`` pro rata, the rest at ``element_bits`` per element.
     """
     xl = float(stats.get("extra_latency_factor", 1.0))
     if isinstance(imp, DigitalImpairment):
@@ -224,27 +228,26 @@ class ProtectedImpairment(Impairment):
             main_result = self.main.apply(xf[..., rest], state, gen)
             out[..., rest], main_stats = main_result.x.float(), main_result.stats
         stats = {f"main.{key}": value for key, value in main_stats.items()}
-        prot_stats: dict[str, float] = {}
+        copy_stats: list[dict[str, float]] = []
         if chosen:
             values = xf[..., list(chosen)]
-            sent = values.unsqueeze(0).expand(self.copies, *values.shape).contiguous()
-            prot_result = self.protected.apply(sent, state, gen)
-            prot_stats = prot_result.stats
-            received = combine_copies(prot_result.x.float(), self.rule)
+            results = [self.protected.apply(values, state, gen) for _ in range(self.copies)]  # one packet per copy
+            copy_stats = [r.stats for r in results]
+            received = combine_copies(torch.stack([r.x.float() for r in results]), self.rule)
             out[..., list(chosen)] = received
-            stats |= {f"protected.{key}": value for key, value in prot_stats.items()}
+            stats |= {f"protected.{key}": value for key, value in _mean_stats(copy_stats).items()}
             stats["protected_erased_fraction"] = _erased_fraction(values, received)
-        stats |= self._costs(rows, len(rest), len(chosen), main_stats, prot_stats)
+        stats |= self._costs(rows, len(rest), len(chosen), main_stats, copy_stats)
         stats["main_absmax_ratio"] = _absmax_ratio(xf, rest)
         stats["mse"] = mse(out, xf)
         return ImpairmentResult(x=out.to(x.dtype), stats=stats)
 
     def _costs(self, rows: int, n_rest: int, n_prot: int, main_stats: dict[str, float],
-               prot_stats: dict[str, float]) -> dict[str, float]:
+               copy_stats: list[dict[str, float]]) -> dict[str, float]:
         hidden = n_rest + n_prot
         main_bits, main_uses = part_cost(self.main, rows, n_rest, main_stats, self.element_bits) if n_rest else (0, 0)
-        prot_bits, prot_uses = (part_cost(self.protected, rows * self.copies, n_prot, prot_stats, self.element_bits)
-                                if n_prot else (0.0, 0.0))
+        prot = [part_cost(self.protected, rows, n_prot, st, self.element_bits) for st in copy_stats]
+        prot_bits, prot_uses = sum(b for b, _ in prot), sum(u for _, u in prot)
         base_bits, base_uses = part_cost(self.main, rows, hidden, main_stats, self.element_bits, sent_cols=n_rest)
         side = float(INDEX_BITS * n_prot)
         total_bits, total_uses = main_bits + prot_bits + side, main_uses + prot_uses + side
@@ -253,6 +256,12 @@ class ProtectedImpairment(Impairment):
                 "baseline_bits": float(base_bits), "extra_bits_ratio": _ratio(total_bits, base_bits),
                 "main_channel_uses": float(main_uses), "protected_channel_uses": float(prot_uses),
                 "extra_airtime_ratio": _ratio(total_uses, base_uses)}
+
+
+def _mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the mean over the copies' stats (keys every copy reported)."""
+    keys = [key for key in stats[0] if all(key in st for st in stats)]
+    return {key: float(sum(st[key] for st in stats) / len(stats)) for key in keys}
 
 
 def _ratio(total: float, baseline: float) -> float:

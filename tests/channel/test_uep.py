@@ -43,8 +43,10 @@ def test_no_op_parts_are_the_identity(copies: int) -> None:
 def test_reassembly_keeps_channel_order() -> None:
     x, channels = _x(), (9, 1, 40, 5)
     protected, main = Negate(), NoImpairment()
-    out = ProtectedImpairment(main=main, protected=protected, channels=channels).apply(x, STATE, 0).x
-    assert torch.equal(protected.seen[0][0], x[..., list(channels)])  # sent in the table's order
+    out = ProtectedImpairment(main=main, protected=protected, channels=channels, copies=2,
+                              combine="mean").apply(x, STATE, 0).x
+    assert len(protected.seen) == 2  # one transmission per copy
+    assert torch.equal(protected.seen[0], x[..., list(channels)])  # sent in the table's order
     rest = [c for c in range(64) if c not in channels]
     assert torch.equal(out[..., list(channels)], -x[..., list(channels)])
     assert torch.equal(out[..., rest], x[..., rest])
