@@ -14,7 +14,8 @@ with the quality gain ``Q`` chosen by ``quality_metric``:
 
 ``(L − k) / L`` is the share of the layers the edge runs (a penalty on the UE compute share ``k / L``). Latency and
 UE energy come from the analytic cost model (:func:`edgesplit.cost.split_costs`, one prefill request of ``tokens``
-tokens on the ``device`` / ``edge`` / ``link`` presets, at the setting's SNR, fading gain, loss rate and bit width).
+tokens on the ``device`` / ``edge`` / ``link`` presets, at the setting's SNR, fading gain, loss rate and bit width;
+for a ``coded`` setting the uplink is priced by the 5G NR cost model, :mod:`edgesplit.cost.coded_uplink`).
 Only ``Q`` needs the LLM; a surrogate predicts it and this module adds the analytic part.
 
 Infeasible splits. A split is infeasible when ``k < min_device_layers`` (``k = 0`` sends the raw prompt, which split
@@ -240,7 +241,7 @@ class SplitReward:
         if key not in self._costs:
             self._costs[key] = split_costs(self.profile, int(k), self._device, self._edge, self._link,
                                            setting.state(), self.config.tokens, setting.bits_per_element,
-                                           phase="prefill")
+                                           phase="prefill", nr_link=setting.nr_link())
         return self._costs[key]
 
     def infeasible_reason(self, k: int, setting: ChannelSetting) -> str | None:

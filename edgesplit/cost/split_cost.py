@@ -23,8 +23,15 @@ with independent per-packet erasures and unlimited retries: the expected number 
 packet is ``1 / (1 - loss_rate)``, which multiplies uplink time and uplink energy (ACKs are free).
 The downlink is treated as reliable at ``link.downlink_rate_bps``.
 
+Coded link. With ``nr_link`` (the :meth:`~edgesplit.scenario.ChannelSetting.nr_link` of a ``coded`` setting) every
+uplink message is priced by the 5G NR cost model instead (:mod:`edgesplit.cost.coded_uplink`: TBS per slot of the
+MCS link adaptation picks at the received SNR, HARQ retransmissions and round trips, in expectation); the Shannon
+time of the same bits stays in ``shannon_uplink_s`` and ``uplink_rate_bps`` stays the Shannon rate. Without it
+(every other kind) nothing changes: ``uplink_s = shannon_uplink_s = uplink_airtime_s``.
+
 UE energy: ``t_dev = C / (f · flops_per_cycle · utilisation)``, ``cycles = f · t_dev``,
-``e_compute = kappa · cycles · f²``; ``e_tx = p_w · t_up``.
+``e_compute = kappa · cycles · f²``; ``e_tx = p_w · airtime`` (the Shannon link transmits all of ``t_up``; a coded
+link is silent during HARQ round trips).
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from edgesplit.channel.nr import NrLinkConfig, NrUplinkCost
 from edgesplit.channel.state import ChannelState
+from edgesplit.cost.coded_uplink import nr_message_cost
 from edgesplit.cost.hardware import DeviceProfile, EdgeProfile, LinkProfile
 from edgesplit.cost.model_profile import ModelProfile
 
@@ -79,7 +88,7 @@ class SplitCost:
     device_compute_s: float
     """UE compute time."""
     uplink_s: float
-    """Expected uplink time, ARQ retransmissions included."""
+    """Expected uplink time, ARQ retransmissions included (coded: NR HARQ latency, round trips included)."""
     edge_compute_s: float
     """Edge compute time."""
     downlink_s: float
@@ -87,7 +96,7 @@ class SplitCost:
     ue_compute_energy_j: float
     """kappa · cycles · f²."""
     ue_tx_energy_j: float
-    """tx_power_w · uplink_s."""
+    """tx_power_w · uplink_airtime_s (= tx_power_w · uplink_s on the Shannon link)."""
     device_memory_bytes: float
     """UE memory: device-side weights + KV cache of device layers + one layer's activations."""
     edge_memory_bytes: float
@@ -96,9 +105,19 @@ class SplitCost:
     """False when either side's memory exceeds its profile."""
     infeasible_reason: str | None = None
     """Why the split is infeasible; None when feasible."""
+    shannon_uplink_s: float | None = None
+    """Shannon uplink time of the same bits, ARQ included (None: ``uplink_s``, the Shannon link itself)."""
+    uplink_airtime_s: float | None = None
+    """Time the UE transmits on the uplink (None: ``uplink_s``; coded: the HARQ slots, round trips excluded)."""
+    nr_uplink: NrUplinkCost | None = None
+    """Coded link: the NR cost of one uplink message (MCS, TBs, HARQ); None on the Shannon link or with no uplink."""
 
     def __post_init__(self) -> None:
-        times = (self.device_compute_s, self.uplink_s, self.edge_compute_s, self.downlink_s)
+        for name in ("shannon_uplink_s", "uplink_airtime_s"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.uplink_s)
+        times = (self.device_compute_s, self.uplink_s, self.edge_compute_s, self.downlink_s, self.shannon_uplink_s,
+                 self.uplink_airtime_s)
         if any(t < 0 or not math.isfinite(t) for t in times):
             raise ValueError(f"latency components must be finite and >= 0, got {times}")
         if self.feasible != (self.infeasible_reason is None):
@@ -115,8 +134,12 @@ class SplitCost:
         return self.ue_compute_energy_j + self.ue_tx_energy_j
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat dict with the derived totals (for DataFrames, parquet rows and JSON)."""
-        return {**asdict(self), "total_latency_s": self.total_latency_s, "ue_energy_j": self.ue_energy_j}
+        """Flat dict with the derived totals (for DataFrames, parquet rows and JSON); a coded link's per-message NR
+        cost is flattened as ``nr_*`` keys."""
+        data = {key: value for key, value in asdict(self).items() if key != "nr_uplink"}
+        if self.nr_uplink is not None:
+            data |= {f"nr_{key}": value for key, value in self.nr_uplink.to_dict().items()}
+        return {**data, "total_latency_s": self.total_latency_s, "ue_energy_j": self.ue_energy_j}
 
 
 def hidden_payload_bits(tokens: int, hidden_size: int, bits: int) -> int:
@@ -249,6 +272,25 @@ def _link_bits(model: ModelProfile, k: int, link: LinkProfile, req: _Request, bi
     return up, down
 
 
+@dataclass(frozen=True)
+class _Uplink:
+    """Uplink time, airtime and the NR cost of one message (internal)."""
+
+    uplink_s: float
+    airtime_s: float
+    nr: NrUplinkCost | None
+
+
+def _uplink(link: LinkProfile, state: ChannelState, p_w: float, rate: float, up_bits: int, messages: int,
+            nr_link: NrLinkConfig | None) -> _Uplink:
+    """Shannon (``nr_link`` None) or NR pricing of ``messages`` equal messages totalling ``up_bits``."""
+    arq = expected_transmissions(state.loss_rate)
+    if nr_link is None or up_bits == 0:
+        return _Uplink(up_bits / rate * arq, up_bits / rate * arq, None)
+    nr = nr_message_cost(link, state, p_w, up_bits // messages, nr_link)
+    return _Uplink(messages * nr.latency_s * arq, messages * nr.airtime_s * arq, nr)
+
+
 def split_costs(
     model_profile: ModelProfile,
     k: int,
@@ -264,11 +306,13 @@ def split_costs(
     tx_power_w: float | None = None,
     f_hz: float | None = None,
     logits_tokens: int | None = None,
+    nr_link: NrLinkConfig | None = None,
 ) -> SplitCost:
     """Latency, UE energy and memory of split ``k`` (see the module docstring for every convention).
 
     ``tx_power_w`` defaults to the link's reference power, ``f_hz`` to the device's default frequency,
-    ``logits_tokens`` (prefill only) to 1.
+    ``logits_tokens`` (prefill only) to 1. ``nr_link`` prices the uplink on the coded 5G NR link (its carrier must
+    have ``link.bandwidth_hz``); None keeps the Shannon rate.
     """
     model = model_profile
     model.check_split(k)
@@ -283,7 +327,7 @@ def split_costs(
     edge_flops = model.edge_flops(k, tokens, **flops_kw)
     up_bits, down_bits = _link_bits(model, k, link, req, bits)
     device_s = device_flops / device.effective_flops(f)
-    uplink_s = up_bits / rate * expected_transmissions(channel_state.loss_rate)
+    uplink = _uplink(link, channel_state, p_w, rate, up_bits, req.messages, nr_link)
     cycles = f * device_s
     device_mem, edge_mem = _memories(model, k, device, edge, req)
     reason = _memory_problem(device_mem, edge_mem, device, edge)
@@ -301,15 +345,18 @@ def split_costs(
         payload_bits=up_bits,
         downlink_bits=down_bits,
         device_compute_s=device_s,
-        uplink_s=uplink_s,
+        uplink_s=uplink.uplink_s,
         edge_compute_s=edge_flops / edge.effective_flops,
         downlink_s=down_bits / link.downlink_rate_bps,
         ue_compute_energy_j=device.kappa * cycles * f**2,
-        ue_tx_energy_j=p_w * uplink_s,
+        ue_tx_energy_j=p_w * uplink.airtime_s,
         device_memory_bytes=device_mem,
         edge_memory_bytes=edge_mem,
         feasible=reason is None,
         infeasible_reason=reason,
+        shannon_uplink_s=up_bits / rate * expected_transmissions(channel_state.loss_rate),
+        uplink_airtime_s=uplink.airtime_s,
+        nr_uplink=uplink.nr,
     )
 
 

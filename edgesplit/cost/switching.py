@@ -27,10 +27,16 @@ Radio, with the machinery of :func:`~edgesplit.cost.split_costs`:
 - uplink: rate :func:`~edgesplit.cost.uplink_rate_bps` at the channel state's instantaneous SNR and ``tx_power_w``
   (default the link's reference power); time ``on_air_bits / rate · expected_transmissions(loss_rate)`` (ARQ,
   independent per-packet erasures, free ACKs);
-- downlink: time ``on_air_bits / link.downlink_rate_bps``, reliable (split_costs treats the downlink so too).
+- downlink: time ``on_air_bits / link.downlink_rate_bps``, reliable (split_costs treats the downlink so too);
+- coded link (``nr_link``, from :meth:`~edgesplit.scenario.ChannelSetting.nr_link`): the migration is one uplink
+  message priced by the 5G NR cost model as :func:`~edgesplit.cost.split_costs` prices hidden states
+  (:mod:`edgesplit.cost.coded_uplink`: MCS at the received SNR, TBs, HARQ retransmissions and round trips);
+  ``uplink_rate_bps`` and ``shannon_uplink_s`` keep the Shannon figures. A KV migration rides the same uplink as
+  the activations, so a planner on a coded link pays what that link costs.
 
 Latency (the stall): the transfer time of the migration; generation at the new split waits for it. UE energy:
-``tx_power_w · uplink_s`` — the UE's transmit energy. UE receive energy is **not modelled** (neither
+``tx_power_w · uplink_airtime_s`` — the UE's transmit energy (``uplink_s`` on the Shannon link; the HARQ slots,
+round trips excluded, on a coded one). UE receive energy is **not modelled** (neither
 :class:`DeviceProfile` nor :class:`LinkProfile` has a receive-power term, and split_costs leaves the downlink's out
 too), so a downlink migration costs the UE no energy here.
 """
@@ -44,7 +50,9 @@ from typing import Any
 
 import numpy as np
 
+from edgesplit.channel.nr import NrLinkConfig
 from edgesplit.channel.state import ChannelState
+from edgesplit.cost.coded_uplink import check_carrier, nr_latency_airtime, nr_message_cost, received_snr_db
 from edgesplit.cost.hardware import DeviceProfile, EdgeProfile, LinkProfile
 from edgesplit.cost.model_profile import ModelProfile
 from edgesplit.cost.split_cost import (
@@ -91,11 +99,18 @@ class SwitchCost:
     """Expected uplink time, ARQ retransmissions included."""
     downlink_s: float
     """Downlink time."""
+    shannon_uplink_s: float | None = None
+    """Shannon uplink time of the same bits, ARQ included (None: ``uplink_s``, the Shannon link itself)."""
+    uplink_airtime_s: float | None = None
+    """Time the UE transmits (None: ``uplink_s``; coded: the HARQ slots, round trips excluded)."""
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
-        times = (self.uplink_s, self.downlink_s)
+        for name in ("shannon_uplink_s", "uplink_airtime_s"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.uplink_s)
+        times = (self.uplink_s, self.downlink_s, self.shannon_uplink_s, self.uplink_airtime_s)
         if any(t < 0 or not math.isfinite(t) for t in times):
             raise ValueError(f"transfer times must be finite and >= 0, got {times}")
 
@@ -106,8 +121,8 @@ class SwitchCost:
 
     @property
     def ue_energy_j(self) -> float:
-        """UE energy: ``tx_power_w · uplink_s`` (receive energy is not modelled, see the module docstring)."""
-        return self.tx_power_w * self.uplink_s
+        """UE energy: ``tx_power_w · uplink_airtime_s`` (receive energy is not modelled, see the module docstring)."""
+        return self.tx_power_w * self.uplink_airtime_s
 
     def to_dict(self) -> dict[str, Any]:
         """Flat dict with the derived totals (for DataFrames and JSON)."""
@@ -157,12 +172,13 @@ def switch_costs(
     bits: int = KV_BITS,
     *,
     tx_power_w: float | None = None,
+    nr_link: NrLinkConfig | None = None,
 ) -> SwitchCost:
     """Stall, UE energy and bits of migrating the KV cache from split ``k_from`` to ``k_to`` (module docstring).
 
     ``device`` and ``edge`` are taken as :func:`~edgesplit.cost.split_costs` takes them, but the price does not
     depend on them today: a migration runs no compute, and neither profile models receive energy.
-    ``tx_power_w`` defaults to the link's reference power.
+    ``tx_power_w`` defaults to the link's reference power; ``nr_link`` prices the uplink on the coded NR link.
     """
     del device, edge  # see the docstring: part of the cost model's signature, no term uses them yet
     _check_bits(bits)
@@ -175,6 +191,12 @@ def switch_costs(
     on_air = link.on_air_bits(data_bits) if data_bits > 0 else 0
     up_bits = on_air if direction == "uplink" else 0
     down_bits = on_air if direction == "downlink" else 0
+    arq = expected_transmissions(channel_state.loss_rate)
+    shannon_s = up_bits / rate * arq
+    uplink_s = airtime_s = shannon_s
+    if nr_link is not None and up_bits > 0:
+        nr = nr_message_cost(link, channel_state, p_w, up_bits, nr_link)
+        uplink_s, airtime_s = nr.latency_s * arq, nr.airtime_s * arq
     return SwitchCost(
         k_from=k_from,
         k_to=k_to,
@@ -187,17 +209,20 @@ def switch_costs(
         downlink_bits=down_bits,
         tx_power_w=p_w,
         uplink_rate_bps=rate,
-        uplink_s=up_bits / rate * expected_transmissions(channel_state.loss_rate),
+        uplink_s=uplink_s,
         downlink_s=down_bits / link.downlink_rate_bps,
+        shannon_uplink_s=shannon_s,
+        uplink_airtime_s=airtime_s,
     )
 
 
 def switch_cost_table(model_profile: ModelProfile, ks: Sequence[int], link: LinkProfile,
                       channel_states: Sequence[ChannelState], context_tokens: int, bits: int = KV_BITS, *,
-                      tx_power_w: float | None = None) -> dict[str, np.ndarray]:
+                      tx_power_w: float | None = None, nr_link: NrLinkConfig | None = None) -> dict[str, np.ndarray]:
     """Stall and UE energy of every switch among ``ks`` under every channel state at one context, as
     ``latency_s`` and ``ue_energy_j`` arrays of shape ``[states, from, to]`` — :func:`switch_costs` element for
-    element (the same bits and the same rate; tested equal), for planners that price thousands of switches."""
+    element (the same bits and the same rate, or the same NR cost with ``nr_link``; tested equal), for planners that
+    price thousands of switches."""
     _check_bits(bits)
     ks = [int(k) for k in ks]
     p_w = link.tx_power_w if tx_power_w is None else tx_power_w
@@ -211,10 +236,26 @@ def switch_cost_table(model_profile: ModelProfile, ks: Sequence[int], link: Link
     air = np.array([[on_air.get((min(a, b), max(a, b)), 0) for b in ks] for a in ks], dtype=float)
     up = np.tril(air, -1)  # row = from, column = to: to < from sends uplink
     down_s = np.triu(air, 1) / link.downlink_rate_bps
+    if nr_link is not None:
+        return _nr_table(up, down_s, link, channel_states, p_w, nr_link)
     seconds_per_bit = np.array([expected_transmissions(s.loss_rate) / uplink_rate_bps(link, s, p_w)
                                 for s in channel_states])
     uplink_s = seconds_per_bit[:, None, None] * up[None]
     return {"latency_s": uplink_s + down_s[None], "ue_energy_j": p_w * uplink_s}
+
+
+def _nr_table(up: np.ndarray, down_s: np.ndarray, link: LinkProfile, channel_states: Sequence[ChannelState],
+              p_w: float, nr_link: NrLinkConfig) -> dict[str, np.ndarray]:
+    """:func:`switch_cost_table` on the coded link: each state's NR latency and airtime of every uplink migration."""
+    check_carrier(link, nr_link)
+    latency, airtime = [], []
+    for state in channel_states:
+        arq = expected_transmissions(state.loss_rate)
+        lat, air = nr_latency_airtime(up.astype(np.int64), received_snr_db(link, state, p_w), nr_link)
+        latency.append(lat * arq)
+        airtime.append(air * arq)
+    uplink_s, airtime_s = np.stack(latency), np.stack(airtime)
+    return {"latency_s": uplink_s + down_s[None], "ue_energy_j": p_w * airtime_s}
 
 
 __all__ = ["DIRECTIONS", "KV_BITS", "SwitchCost", "kv_migration_bits", "kv_migration_elements", "switch_cost_table",

@@ -4,6 +4,8 @@ edgesplit profile --model smollm2-135m --channel awgn --snr-db 0:30:5 --splits a
     --tokens 2048 --context 512 --seeds 3 --out runs/awgn
 edgesplit profile --channel dropout --p 0.02:0.30:0.04 --tokens 1024 --context 256 --out runs/dropout
 edgesplit profile --channel digital --bits 4,8 --modulation qpsk,16qam --snr-db 0:20:5 --out runs/digital
+edgesplit profile --channel coded --snr-db 0:30:2 --bits 8 --mcs-table 1 --target-bler 0.1 --harq-transmissions 4 \
+    --coded-path abstracted --out runs/coded          # 5G NR uplink: LDPC, MCS link adaptation, HARQ (needs Sionna)
 edgesplit profile --torch-device cuda --dtype float32 --out runs/awgn_gpu     # the GPU (default auto: cuda if seen)
 
 Everything is validated before any work starts (grids, presets, output directory, an existing run's identity,
@@ -28,10 +30,24 @@ if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until the comm
     from edgesplit.profile.config import ProfileConfig
 
 
+def _coded_options(channel: str, mcs_table: int | None, target_bler: float | None, harq_transmissions: int | None,
+                   coded_path: str | None) -> dict:
+    """The coded link's options given on the command line (ValueError when given for another channel)."""
+    given = {"mcs_table": mcs_table, "target_bler": target_bler, "harq_transmissions": harq_transmissions,
+             "coded_path": coded_path}
+    given = {name: value for name, value in given.items() if value is not None}
+    if given and channel.lower() != "coded":
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise ValueError(f"{flags} applies to --channel coded only (got --channel {channel})")
+    if "coded_path" in given:
+        given["coded_path"] = given["coded_path"].lower().replace("-", "_")
+    return given
+
+
 def _build_config(out: Path, model: str, channel: str, snr_db: str | None, p: str, bits: str, modulation: str,
                   fading: str, splits: str, corpus: str, tokens: int, context: int, stride: int | None, seeds: int,
                   first_seed: int, encoding: str, device: str, edge: str, link: str, batch_size: int,
-                  workers: int, torch_fields: dict) -> ProfileConfig:
+                  workers: int, torch_fields: dict, coded: dict) -> ProfileConfig:
     from edgesplit.channel import MODULATIONS
     from edgesplit.profile.config import ProfileConfig
     from edgesplit.profile.grid import parse_float_grid, parse_int_grid, parse_splits, parse_str_grid
@@ -44,7 +60,7 @@ def _build_config(out: Path, model: str, channel: str, snr_db: str | None, p: st
                                                                                          MODULATIONS),
         fading=fading, splits=parse_splits(splits), corpus=corpus, tokens=tokens, context=context, stride=stride,
         seeds=seeds, first_seed=first_seed, encoding=encoding, device=device, edge=edge, link=link,
-        batch_size=batch_size, workers=workers, **torch_fields, extra={"argv": list(sys.argv)})
+        batch_size=batch_size, workers=workers, **torch_fields, **coded, extra={"argv": list(sys.argv)})
 
 
 def _prepare(config: ProfileConfig):
@@ -53,6 +69,13 @@ def _prepare(config: ProfileConfig):
     from edgesplit.profile.store import RunStore
 
     RunStore(config.out).check_identity(config)
+    if config.channel == "coded":  # the NR link's tables come from Sionna: fail now, not at the first cell
+        from edgesplit.channel.nr import load_sionna
+
+        try:
+            load_sionna()
+        except ImportError as err:
+            raise ValueError(str(err)) from None
     inputs = load_inputs(config)
     plan(config, inputs.model.num_layers)  # splits against the model's depth
     return inputs
@@ -100,12 +123,21 @@ def _report(outcome, out: Path) -> None:
 
 def profile_command(
     model: str = typer.Option("smollm2-135m", help="Built-in name, local directory or hub id."),
-    channel: str = typer.Option("awgn", help="ideal | dropout | awgn | digital"),
+    channel: str = typer.Option("awgn", help="ideal | dropout | awgn | digital | coded"),
     snr_db: str | None = typer.Option(None, "--snr-db", help="SNR grid in dB, e.g. 0:30:5 or 0,10,20 (awgn, "
-                                      "digital; default 0:30:5 / 0:20:5). One value prices the link for dropout."),
+                                      "digital, coded; default 0:30:5 / 0:20:5 / 0:30:2). One value prices the link "
+                                      "for dropout."),
     p: str = typer.Option("0.02:0.30:0.04", "--p", help="Dropout probability grid (dropout)."),
-    bits: str = typer.Option("8", help="Quantiser bits grid, e.g. 2,4,8 (digital)."),
+    bits: str = typer.Option("8", help="Quantiser bits grid, e.g. 2,4,8 (digital, coded)."),
     modulation: str = typer.Option("qpsk", help="Modulation list: bpsk,qpsk,16qam,64qam (digital)."),
+    mcs_table: int | None = typer.Option(None, "--mcs-table", help="Coded: TS 38.214 MCS table 1 (up to 64QAM) "
+                                         "or 2 (up to 256QAM); default 1."),
+    target_bler: float | None = typer.Option(None, "--target-bler", help="Coded: link adaptation's first-"
+                                             "transmission TB error rate target in (0, 1); default 0.1."),
+    harq_transmissions: int | None = typer.Option(None, "--harq-transmissions", help="Coded: HARQ transmissions "
+                                                  "per TB at most, 1..16 (1 = no HARQ); default 4."),
+    coded_path: str | None = typer.Option(None, "--coded-path", help="Coded: abstracted (BLER tables, fast) or "
+                                          "bit_true (Sionna's LDPC chain, slow); default abstracted."),
     fading: str = typer.Option("none", help="none | rayleigh (one block gain |h|^2 ~ Exp(1) per seed)."),
     splits: str = typer.Option("all", help="Split points: all, a list (1,5,10) or a range (0:30:2)."),
     corpus: str = typer.Option("default", help="default | wikitext2 | path to a UTF-8 text file."),
@@ -131,9 +163,10 @@ def profile_command(
     require_writable_dir(out)
     torch_options = _torch_options(torch_device, dtype, allow_cpu_half, workers)
     try:
+        coded = _coded_options(channel, mcs_table, target_bler, harq_transmissions, coded_path)
         config = _build_config(out, model, channel, snr_db, p, bits, modulation, fading, splits, corpus, tokens,
                                context, stride, seeds, first_seed, encoding, device, edge, link, batch_size, workers,
-                               torch_options)
+                               torch_options, coded)
         inputs = _prepare(config)
     except ValueError as err:
         _fail(str(err))

@@ -6,7 +6,11 @@ A run sweeps the cells ``split k × channel setting × seed``. The channel grid 
 - ``dropout``: one setting per ``p`` (the reference paper's channel); ``snr_db`` must hold one value, which only
   prices the uplink in the cost columns;
 - ``awgn``: one setting per ``snr_db``;
-- ``digital``: ``bits × modulations × snr_db``.
+- ``digital``: ``bits × modulations × snr_db``;
+- ``coded``: ``bits × snr_db`` over the 5G NR link (:mod:`edgesplit.channel.nr`) with the run's fixed NR options
+  (``mcs_table``, ``target_bler``, ``harq_transmissions``, ``coded_path``; they join the run's identity). The NR
+  carrier is the link preset's bandwidth (``5g-nr-20mhz``: 20 MHz at 30 kHz SCS), so the impairment and the cost
+  columns (priced by the NR cost model, :mod:`edgesplit.cost.coded_uplink`) see the same carrier.
 
 Reference paper (arXiv 2406.02616): its code zeroes elements of the output of decoder layer index ``n`` (counting
 from 0), i.e. the state after ``n + 1`` layers, which is what crosses our link at split ``k = n + 1``; its sweep
@@ -28,16 +32,19 @@ from typing import Any
 from edgesplit.channel import MODULATIONS
 from edgesplit.cost import get_device, get_edge, get_link
 from edgesplit.models.device import DTYPES, check_device_name
-from edgesplit.scenario import CHANNEL_KINDS, ENCODING_BITS, ChannelSetting
+from edgesplit.scenario import CHANNEL_KINDS, CODED_DEFAULTS, ENCODING_BITS, ChannelSetting
 
 FADINGS = ("none", "rayleigh")
 DEFAULT_SNR_DB = {"awgn": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0), "digital": (0.0, 5.0, 10.0, 15.0, 20.0),
-                  "dropout": (30.0,), "ideal": (30.0,)}
-"""SNR grid per channel kind when none is given (dropout/ideal: the SNR that prices the uplink)."""
+                  "coded": tuple(float(s) for s in range(0, 31, 2)), "dropout": (30.0,), "ideal": (30.0,)}
+"""SNR grid per channel kind when none is given (dropout/ideal: the SNR that prices the uplink; coded: every 2 dB,
+about the spacing of the MCS steps, so the cost columns show link adaptation's staircase)."""
 IDENTITY_FIELDS = ("model", "corpus", "tokens", "context", "stride", "channel", "fading", "encoding", "device", "edge",
                    "link", "dtype")
 """Fields that must match for two runs to share an output directory (the grids, splits and seeds may grow; the
 torch device may change: float32 on CPU and on CUDA differ by rounding only, a dtype changes the numbers)."""
+CODED_FIELDS = ("mcs_table", "target_bler", "harq_transmissions", "coded_path")
+"""The coded link's fixed options: part of the identity of a coded run (only: other runs' identities are as before)."""
 
 
 @dataclass(frozen=True)
@@ -49,15 +56,23 @@ class ProfileConfig:
     model: str = "smollm2-135m"
     """Built-in model name, local directory or hub id."""
     channel: str = "awgn"
-    """Channel kind: ideal, dropout, awgn or digital."""
+    """Channel kind: ideal, dropout, awgn, digital or coded."""
     snr_db: tuple[float, ...] | None = None
     """Mean SNR grid in dB (awgn, digital); one value pricing the uplink for dropout/ideal. None: per-kind default."""
     p: tuple[float, ...] = (0.02, 0.06, 0.10, 0.14, 0.18, 0.22, 0.26, 0.30)
     """Dropout probability grid (dropout only), each in [0, 1)."""
     bits: tuple[int, ...] = (8,)
-    """Quantiser bits grid (digital only), each in 1..16."""
+    """Quantiser bits grid (digital and coded), each in 1..16."""
     modulations: tuple[str, ...] = ("qpsk",)
     """Modulation grid (digital only)."""
+    mcs_table: int = 1
+    """Coded only: TS 38.214 MCS table 1 (up to 64QAM) or 2 (up to 256QAM)."""
+    target_bler: float = 0.1
+    """Coded only: link adaptation's first-transmission TB error rate target, in (0, 1)."""
+    harq_transmissions: int = 4
+    """Coded only: HARQ transmissions per TB at most (1 = no HARQ)."""
+    coded_path: str = "abstracted"
+    """Coded only: ``abstracted`` (BLER tables, fast) or ``bit_true`` (Sionna's LDPC chain, slow)."""
     fading: str = "none"
     """Block fading per seed: none or rayleigh."""
     splits: tuple[int, ...] | None = None
@@ -116,7 +131,7 @@ class ProfileConfig:
     def _check_grids(self) -> None:
         grids = {"snr_db": self.snr_db, "p": self.p, "bits": self.bits, "modulations": self.modulations}
         used = {"ideal": ("snr_db",), "dropout": ("snr_db", "p"), "awgn": ("snr_db",),
-                "digital": ("snr_db", "bits", "modulations")}[self.channel]
+                "digital": ("snr_db", "bits", "modulations"), "coded": ("snr_db", "bits")}[self.channel]
         for name in used:
             if len(grids[name]) == 0:
                 raise ValueError(f"the {name} grid is empty; give at least one value")
@@ -128,6 +143,11 @@ class ProfileConfig:
         bad = [m for m in self.modulations if m not in MODULATIONS]
         if bad:
             raise ValueError(f"unknown modulation {bad[0]!r}; accepted: {', '.join(MODULATIONS)}")
+        if self.channel != "coded":
+            changed = [name for name in CODED_FIELDS if getattr(self, name) != CODED_DEFAULTS[name]]
+            if changed:
+                raise ValueError(f"{', '.join(changed)} applies to channel 'coded' only (this run is "
+                                 f"{self.channel!r}); leave the default or use --channel coded")
 
     def _check_window(self) -> None:
         if self.tokens < 2:
@@ -171,6 +191,10 @@ class ProfileConfig:
             return [ChannelSetting("dropout", snr_db=self.snr_db[0], p=p, **common) for p in self.p]
         if self.channel == "awgn":
             return [ChannelSetting("awgn", snr_db=s, **common) for s in self.snr_db]
+        if self.channel == "coded":
+            coded = {name: getattr(self, name) for name in CODED_FIELDS}
+            return [ChannelSetting("coded", snr_db=s, bits=b, carrier_bandwidth_hz=get_link(self.link).bandwidth_hz,
+                                   **coded, **common) for b in self.bits for s in self.snr_db]
         return [ChannelSetting("digital", snr_db=s, bits=b, modulation=m, **common)
                 for b in self.bits for m in self.modulations for s in self.snr_db]
 
@@ -198,6 +222,8 @@ class ProfileConfig:
         """The fields two runs must share to write into one output directory."""
         values = {name: getattr(self, name) for name in IDENTITY_FIELDS}
         values["stride"] = self.effective_stride
+        if self.channel == "coded":
+            values |= {name: getattr(self, name) for name in CODED_FIELDS}
         return values
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,4 +244,4 @@ class ProfileConfig:
         return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()})
 
 
-__all__ = ["DEFAULT_SNR_DB", "FADINGS", "IDENTITY_FIELDS", "ProfileConfig"]
+__all__ = ["CODED_FIELDS", "DEFAULT_SNR_DB", "FADINGS", "IDENTITY_FIELDS", "ProfileConfig"]

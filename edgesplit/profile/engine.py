@@ -107,6 +107,28 @@ class CellResult:
     """Mean squared error the link added, averaged over windows (0 for lossless cells)."""
     link_ber: float = math.nan
     """Measured bit error rate (digital only; NaN otherwise)."""
+    link_stats: dict[str, float] = field(default_factory=dict)
+    """The coded link's measured figures over the cell's packets (:func:`coded_link_stats`; empty otherwise)."""
+
+
+CODED_STATS = ("nr_mean_mcs", "nr_code_rate", "nr_erased_tb_fraction", "nr_transmissions_per_tb", "nr_erased_fraction")
+"""What :func:`coded_link_stats` reports (the profiler's measured coded-link columns)."""
+
+
+def coded_link_stats(log: LinkLog) -> dict[str, float]:
+    """Mean MCS and code rate over the packets of a coded link, its erased-TB fraction and transmissions per TB
+    (over all TBs) and the mean fraction of erased elements; empty when no packet came through a coded link."""
+    packets = [stats for stats in log.stats if "mcs" in stats and "num_tbs" in stats]
+    if not packets:
+        return {}
+    tbs = sum(stats["num_tbs"] for stats in packets)
+
+    def per_tb(key: str) -> float:
+        return sum(stats[key] for stats in packets) / tbs if tbs else math.nan
+
+    return {"nr_mean_mcs": log.mean_stat("mcs"), "nr_code_rate": log.mean_stat("code_rate"),
+            "nr_erased_tb_fraction": per_tb("failed_tbs"), "nr_transmissions_per_tb": per_tb("transmissions"),
+            "nr_erased_fraction": log.mean_stat("erased_fraction")}
 
 
 def _boundaries(model: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
@@ -198,7 +220,7 @@ def _noisy_group(model: LoadedModel, prepared: PreparedWindows, cells: Sequence[
     wall = (time.perf_counter() - start) / len(cells)
     return [CellResult(cell=cell, quality=_quality(prepared, s.nll, s.kl, s.agree), wall_s=wall,
                        link_mse=s.log.mean_stat("mse") or 0.0,
-                       link_ber=_or_nan(s.log.mean_stat("bit_error_rate")))
+                       link_ber=_or_nan(s.log.mean_stat("bit_error_rate")), link_stats=coded_link_stats(s.log))
             for cell, s in zip(cells, sums, strict=True)]
 
 

@@ -29,7 +29,8 @@ def _short(label: str, kind: str) -> str:
 
 
 def _axis_name(kind: str) -> str:
-    return {"awgn": "SNR (dB)", "dropout": "dropout p", "digital": "bits · modulation · SNR"}.get(kind, "setting")
+    return {"awgn": "SNR (dB)", "dropout": "dropout p", "digital": "bits · modulation · SNR",
+            "coded": "bits · SNR (NR, coded)"}.get(kind, "setting")
 
 
 def _colors(n: int) -> list:

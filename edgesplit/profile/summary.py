@@ -11,6 +11,11 @@ SPREAD_COLUMNS = ["perplexity", "kl_nats", "top1_agreement", "prefill_latency_s"
 MEAN_COLUMNS = ["clean_perplexity", "payload_bits_per_token", "prefill_device_s", "prefill_uplink_s",
                 "prefill_edge_s", "prefill_downlink_s", "device_memory_bytes", "link_mse"]
 """Columns summarised with their mean only."""
+CODED_MEAN_COLUMNS = ["nr_mean_mcs", "nr_code_rate", "nr_erased_tb_fraction", "nr_transmissions_per_tb",
+                      "nr_erased_fraction", "prefill_shannon_uplink_s", "prefill_nr_mcs", "prefill_nr_num_tbs",
+                      "prefill_nr_residual_tb_loss"]
+"""Coded-link columns summarised with their mean, only when the table holds coded cells (other summaries keep
+their columns)."""
 
 
 def setting_order(cells: pd.DataFrame) -> list[str]:
@@ -27,7 +32,8 @@ def summarize(cells: pd.DataFrame) -> pd.DataFrame:
     grouped = cells.groupby(GROUP_COLUMNS, dropna=False, sort=False)
     spread = grouped[SPREAD_COLUMNS].agg(["mean", "median", "std", "min", "max"])
     spread.columns = [f"{name}_{stat}" for name, stat in spread.columns]
-    means = grouped[MEAN_COLUMNS].mean()
+    coded = [c for c in CODED_MEAN_COLUMNS if c in cells.columns and cells[c].notna().any()]
+    means = grouped[[*MEAN_COLUMNS, *coded]].mean()
     extra = grouped.agg(seeds=("seed", "nunique"), feasible=("feasible", "all"), wall_s=("wall_s", "sum"))
     table = pd.concat([extra, spread, means], axis=1).reset_index()
     rank = {label: i for i, label in enumerate(setting_order(cells))}
