@@ -1,6 +1,7 @@
 """Calibrate the coded NR uplink: abstracted vs bit-true statistics, the CB > 2000 clamp, throughput vs Shannon.
 
     .venv/bin/python benchmarks/coded_link_check.py [--quick] [--out runs/coded_link_check] [--seed 0]
+    .venv/bin/python benchmarks/coded_link_check.py --from-run runs/coded_link_check   # re-print a finished run
 
 (a) For several MCSs (table 1: QPSK..64QAM, table 2: 256QAM) on a 2-PRB allocation (code blocks 200..2000 bits)
     and SNRs in each waterfall (where the abstraction predicts a first-transmission TB error rate of 0.7 / 0.3 /
@@ -125,6 +126,19 @@ def run_point(row: dict, n_tb: int, abstract_seeds: int, seed: int, variants: Si
     return out
 
 
+def snr_offset_db(row: pd.Series) -> float:
+    """SNR (dB) the abstraction needs to predict the bit-true rate, minus the point's SNR (+ = pessimistic)."""
+    rate = row["bit_true_rate"]
+    if not 0.0 < rate < 1.0:
+        return math.nan
+    info = transport_block(CarrierConfig(num_prbs=int(row["prbs"])), int(row["mcs_table"]), int(row["mcs"]))
+
+    def gap(s: float) -> float:
+        return failure_probabilities(info, s, int(row["max_tx"]), row["channel"])[-1] - rate
+    lo, hi = row["snr_db"] - 6.0, row["snr_db"] + 6.0
+    return optimize.brentq(gap, lo, hi, xtol=1e-3) - row["snr_db"] if gap(lo) * gap(hi) < 0 else math.nan
+
+
 def plan(quick: bool) -> tuple[list[dict], list[dict]]:
     """(a) and (b) points: MCS x waterfall SNRs (+ HARQ and Rayleigh points) and the large code blocks."""
     mcs_list = [(1, 4), (1, 15)] if quick else [(1, 4), (1, 9), (1, 15), (1, 20), (1, 26), (2, 20), (2, 24)]
@@ -163,36 +177,52 @@ def throughput_table(snrs: np.ndarray) -> pd.DataFrame:
     return table
 
 
+def _calibration_panel(ax, a: pd.DataFrame) -> None:
+    """(a) as a calibration plot: predicted vs bit-true TB error rate (with its 99 % CI), log-log."""
+    lo = 3e-3
+    ax.plot([lo, 1], [lo, 1], color="0.6", lw=1)
+    models = (("abstracted", "o", "this package"), ("abstracted_no_rate_corr", "x", "no rate correction"),
+              ("sionna_default", "+", "Sionna default PHYAbstraction"))
+    for key, marker, label in models:
+        for kind, grp in a.groupby(np.where(a["channel"] == "rayleigh", "rayleigh",
+                                            np.where(a["max_tx"] > 1, "awgn N=2", "awgn"))):
+            if grp[key].isna().all():
+                continue
+            rate = grp["bit_true_rate"].clip(lower=lo)
+            xerr = np.abs(np.vstack([rate - grp["ci_low"].clip(lower=lo), grp["ci_high"].clip(lower=lo) - rate]))
+            color = {"awgn": "C0", "awgn N=2": "C1", "rayleigh": "C2"}[kind]
+            ax.errorbar(rate, grp[key].clip(lower=lo), xerr=xerr if key == "abstracted" else None, fmt=marker,
+                        color=color if key == "abstracted" else "0.4" if key == "sionna_default" else color,
+                        label=f"{label}, {kind}", capsize=2, ms=5, alpha=0.9 if key == "abstracted" else 0.6)
+    ax.set(xscale="log", yscale="log", xlim=(lo, 1.2), ylim=(lo, 1.2), xlabel="bit-true TB error rate (99 % CI)",
+           ylabel="predicted TB error rate", title="(a) CBS 200..2104, 2 PRB: prediction vs bit-true")
+    ax.legend(fontsize=7)
+
+
 def plot(points: pd.DataFrame, thr: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-    panels = ((axes[0], "a", "(a) 2 PRB, CBS <= 2000"), (axes[1], "b", "(b) CBS > 2000 (tables clamped)"))
-    for ax, part, title in panels:
-        sel = points[points["part"] == part]
-        for (prbs, table, mcs, max_tx, channel), grp in sel.groupby(["prbs", "mcs_table", "mcs", "max_tx", "channel"]):
-            grp = grp.sort_values("snr_db")
-            label = f"T{table} MCS{mcs} CBS{int(grp['code_block_bits'].iloc[0])}"
-            label += f" N={max_tx}" if max_tx > 1 else ""
-            label += " ray" if channel != "awgn" else ""
-            info = transport_block(CarrierConfig(num_prbs=int(prbs)), int(table), int(mcs))
-            snr = np.linspace(grp["snr_db"].min() - 1.5, grp["snr_db"].max() + 1.5, 120)
-            curve = [failure_probabilities(info, v, int(max_tx), channel)[-1] for v in snr]
-            line = ax.plot(snr, np.clip(curve, 1e-4, None), "-", label=label)[0]
-            rate = grp["bit_true_rate"].clip(lower=1e-4)
-            err = np.vstack([rate - grp["ci_low"].clip(lower=1e-4), grp["ci_high"].clip(lower=1e-4) - rate])
-            ax.errorbar(grp["snr_db"], rate, yerr=np.abs(err), fmt="o", color=line.get_color(), capsize=3)
-        ax.set_yscale("log")
-        ax.set_ylim(1e-3, 1.5)
-        ax.set(title=title + "\nbit-true 99 % CI (dots) vs abstracted (lines)", xlabel="SNR (dB)",
-               ylabel="TB error rate after the last transmission")
-        ax.legend(fontsize=7, ncol=2)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.5))
+    _calibration_panel(axes[0], points[points["part"] == "a"])
+    ax = axes[1]
+    for (prbs, table, mcs), grp in points[points["part"] == "b"].groupby(["prbs", "mcs_table", "mcs"]):
+        grp = grp.sort_values("snr_db")
+        info = transport_block(CarrierConfig(num_prbs=int(prbs)), int(table), int(mcs))
+        snr = np.linspace(grp["snr_db"].min() - 1.0, grp["snr_db"].max() + 1.0, 120)
+        curve = [failure_probabilities(info, v, 1)[-1] for v in snr]
+        line = ax.plot(snr, np.clip(curve, 1e-3, None), "-", label=f"T{table} MCS{mcs} CBS{info.code_block_bits}")[0]
+        rate = grp["bit_true_rate"].clip(lower=1e-3)
+        err = np.abs(np.vstack([rate - grp["ci_low"].clip(lower=1e-3), grp["ci_high"].clip(lower=1e-3) - rate]))
+        ax.errorbar(grp["snr_db"], rate, yerr=err, fmt="o", color=line.get_color(), capsize=3)
+    ax.set(yscale="log", ylim=(1e-3, 1.5), xlabel="SNR (dB)", ylabel="TB error rate",
+           title="(b) CBS > 2000: bit-true 99 % CI (dots) vs tables clamped at CBS 2000 (lines)")
+    ax.legend(fontsize=8)
     for (name, grp), style in zip(thr.groupby("policy"), ("-", ":", "--", "-."), strict=False):
         axes[2].plot(grp["snr_db"], grp["ratio"], style, label=name)
-    axes[2].set(title="(c) 20 MHz NR goodput / Shannon", xlabel="SNR (dB)", ylabel="ratio", ylim=(0, 1))
+    axes[2].set(title="(c) 20 MHz NR goodput / Shannon B log2(1+SNR)", xlabel="SNR (dB)", ylabel="ratio", ylim=(0, 1))
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -210,6 +240,11 @@ def report(points: pd.DataFrame, thr: pd.DataFrame) -> None:
         for key in ("abstracted", "abstracted_no_rate_corr", "sionna_default", "sionna_pusch_tables"):
             flags = a[f"{key}_in_ci"].dropna()
             print(f"  {key:26s} {int(flags.sum())}/{len(flags)}")
+        offsets = points.apply(snr_offset_db, axis=1)
+        print("\nSNR offset the abstraction needs to match bit-true (dB, + = abstraction pessimistic):")
+        for (part, channel), grp in offsets.groupby([points["part"], points["channel"]]):
+            print(f"  part {part} {channel:8s} median |.| {grp.abs().median():.2f}, max |.| {grp.abs().max():.2f}, "
+                  f"per point {grp.round(2).tolist()}")
         print("\ndelivered payload fraction / erased elements, bit-true vs abstracted (mean |diff|): "
               f"{(a['bit_true_delivered'] - a['abstracted_delivered']).abs().mean():.4f} / "
               f"{(a['bit_true_erased_elements'] - a['abstracted_erased_elements']).abs().mean():.4f}")
@@ -237,7 +272,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="CI-sized run (~1 min)")
     parser.add_argument("--out", type=Path, default=Path("runs/coded_link_check"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--from-run", type=Path, default=None,
+                        help="re-print the report and redraw the plot of a finished run (no simulation)")
     args = parser.parse_args()
+    if args.from_run is not None:
+        points = pd.read_parquet(args.from_run / "points.parquet")
+        thr = pd.read_parquet(args.from_run / "throughput.parquet")
+        report(points, thr)
+        plot(points, thr, args.from_run / "coded_link_check.png")
+        return
     check_writable_dir(args.out, "--out")
     torch.set_num_threads(1)
     n_small, n_large, seeds = (100, 40, 5) if args.quick else (400, 150, 20)
