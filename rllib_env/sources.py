@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from edgesplit.scenario import ChannelSetting
+from edgesplit.scenario import CODED_DEFAULTS, ChannelSetting
 from surrogate.dataset import TARGETS, ModelDescriptor, add_targets
 from surrogate.features import setting_columns, setting_of
 from surrogate.model import EXACT
@@ -233,13 +233,15 @@ class RealRewardSource(_CachedSource):
 
 
 def _table_key(k: int, setting: ChannelSetting) -> tuple:
-    """What identifies a cell's quality in a measured grid (nominal SNR, p, bits and modulation as they apply)."""
+    """What identifies a cell's quality in a measured grid (nominal SNR, p, bits, modulation and the coded link's
+    options as they apply; a coded cell's loss rate is ARQ'd above the PHY, a cost, so it is not part of it)."""
     kind = setting.kind
-    snr = round(float(setting.snr_db) + 10 * math.log10(setting.fading_gain), 3) if kind in ("awgn", "digital") \
-        else None
+    snr = round(float(setting.snr_db) + 10 * math.log10(setting.fading_gain), 3) if kind in (
+        "awgn", "digital", "coded") else None
+    coded = tuple(getattr(setting, name) for name in CODED_DEFAULTS) if kind == "coded" else None
     return (int(k), kind, snr, round(float(setting.p), 4) if kind == "dropout" else None,
-            setting.bits if kind == "digital" else None, setting.modulation if kind == "digital" else None,
-            round(float(setting.loss_rate), 4) if kind == "digital" else None, setting.encoding)
+            setting.bits if kind in ("digital", "coded") else None, setting.modulation if kind == "digital" else None,
+            round(float(setting.loss_rate), 4) if kind == "digital" else None, setting.encoding, coded)
 
 
 class TableRewardSource(_CachedSource):

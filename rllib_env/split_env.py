@@ -17,12 +17,15 @@ previous bits / 32. ``observation="paper"`` keeps the reference paper's two inpu
 reported SNR, or ``p`` for dropout) and the previous split. With ``switching``, both end with the context fraction.
 
 Actions: ``absolute`` — ``Discrete(L + 1)``, the split itself (``MultiDiscrete([L + 1, len(bits_options)])`` with
-``bits_options``: split × activation bits of a ``digital`` channel); ``relative`` — the reference paper's moves,
-``Discrete(2·max_move + 1)`` moving the previous split by −max_move..+max_move within the allowed range.
+``bits_options``: split × activation bits of a ``digital`` or ``coded`` channel); ``relative`` — the reference
+paper's moves, ``Discrete(2·max_move + 1)`` moving the previous split by −max_move..+max_move within the allowed
+range.
 
 Reward: quality from the pluggable source (:mod:`rllib_env.sources`, named by ``source``, see
 :mod:`rllib_env.registry`) plus the analytic cost part of :class:`~edgesplit.reward.SplitReward` priced at the
-block's device state. ``info["reward"]`` is that reward exactly; the value returned to the learner is
+block's device state. ``channel_kind="coded"`` scores blocks on the 5G NR link (:mod:`rllib_env.coded_channel`):
+uplink time and UE transmit energy (KV migrations' too) come from the NR cost model, not Shannon.
+``info["reward"]`` is that reward exactly; the value returned to the learner is
 ``reward_scale · max(reward, reward_floor)``, because an infeasible split's −1e6 (or the paper preset's unbounded
 perplexity penalty) would swamp PPO's value targets.
 
@@ -72,6 +75,7 @@ from edgesplit.channel import ChannelState, make_process
 from edgesplit.cost import KV_BITS, SwitchCost, get_device, get_edge, get_link, switch_cost_table, switch_costs
 from edgesplit.reward import reward_preset
 from edgesplit.scenario import ChannelSetting
+from rllib_env.coded_channel import check_coded, coded_setting
 from rllib_env.device_state import DeviceChain, DeviceChainConfig, DeviceState, RewardBook
 from rllib_env.registry import source_from_spec
 from rllib_env.sources import RewardSource
@@ -101,13 +105,21 @@ class SplitEnvConfig:
     process_params: dict = field(default_factory=lambda: dict(DEFAULT_PROCESS))
     """Parameters of the channel process (``trace`` takes ``path``)."""
     channel_kind: str = "awgn"
-    """What impairs the activations: awgn, digital or dropout."""
+    """What impairs the activations: awgn, digital, coded (5G NR: LDPC, MCS, HARQ) or dropout."""
     modulation: str = "qpsk"
     """Digital modulation (digital only)."""
     bits: int = 8
-    """Activation bits of a digital channel when ``bits_options`` is None."""
+    """Activation bits of a digital or coded channel when ``bits_options`` is None."""
     bits_options: tuple[int, ...] | None = None
-    """Activation bit widths the agent chooses from (digital only; makes the action MultiDiscrete)."""
+    """Activation bit widths the agent chooses from (digital or coded; makes the action MultiDiscrete)."""
+    mcs_table: int = 1
+    """Coded only: TS 38.214 MCS table 1 (up to 64QAM) or 2 (up to 256QAM)."""
+    target_bler: float = 0.1
+    """Coded only: link adaptation's first-transmission TB error rate target."""
+    harq_transmissions: int = 4
+    """Coded only: HARQ transmissions per TB at most (1 = no HARQ)."""
+    coded_path: str = "abstracted"
+    """Coded only: ``abstracted`` (BLER tables) or ``bit_true`` (Sionna's LDPC chain; for a real source)."""
     p_values: tuple[float, ...] = (0.02, 0.06, 0.1, 0.14, 0.18, 0.22, 0.26, 0.3)
     """Dropout probabilities a dropout channel moves between (dropout only)."""
     p_switch_prob: float = 0.1
@@ -146,13 +158,15 @@ class SplitEnvConfig:
     """Reward lost per joule of UE migration energy (switching only)."""
 
     def __post_init__(self) -> None:
-        checks = {"channel_kind": ("awgn", "digital", "dropout"), "action": ("absolute", "relative"),
+        checks = {"channel_kind": ("awgn", "digital", "coded", "dropout"), "action": ("absolute", "relative"),
                   "observation": ("full", "paper")}
         for name, accepted in checks.items():
             if getattr(self, name) not in accepted:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; accepted: {', '.join(accepted)}")
-        if self.bits_options is not None and (self.channel_kind != "digital" or self.action != "absolute"):
-            raise ValueError("bits_options needs channel_kind='digital' and action='absolute'")
+        if self.bits_options is not None and (self.channel_kind not in ("digital", "coded")
+                                              or self.action != "absolute"):
+            raise ValueError("bits_options needs channel_kind='digital' or 'coded' and action='absolute'")
+        check_coded(self, get_link(reward_preset(self.reward, **self.reward_overrides).link).bandwidth_hz)
         if self.history < 0 or self.episode_steps < 1 or self.max_move < 1:
             raise ValueError("history must be >= 0, episode_steps >= 1 and max_move >= 1")
         if self.snr_grid_db is not None and len(self.snr_grid_db) == 0:
@@ -320,6 +334,8 @@ class SplitEnv(gym.Env):
         if c.channel_kind == "digital":
             return ChannelSetting(kind="digital", snr_db=self.reward_snr_db(), bits=bits or c.bits,
                                   modulation=c.modulation, loss_rate=loss)
+        if c.channel_kind == "coded":
+            return coded_setting(c, self.reward_snr_db(), bits or c.bits, loss, self.hardware[2].bandwidth_hz)
         return ChannelSetting(kind="awgn", snr_db=self.reward_snr_db(), loss_rate=loss)
 
     def action_table(self) -> list[tuple[Any, int, int]]:
@@ -368,8 +384,9 @@ class SplitEnv(gym.Env):
         """The KV migration from ``k_from`` to ``k_to`` at the start of the current block (its context, its reward
         setting's channel state, the reward preset's hardware; see the module docstring)."""
         device, edge, link = self.hardware
-        return switch_costs(self.profile, int(k_from), int(k_to), device, edge, link, self.setting().state(),
-                            self.context_tokens(), self.config.kv_bits)
+        setting = self.setting()
+        return switch_costs(self.profile, int(k_from), int(k_to), device, edge, link, setting.state(),
+                            self.context_tokens(), self.config.kv_bits, nr_link=setting.nr_link())
 
     def penalty_of(self, switch: SwitchCost | None) -> float:
         """Reward lost to a switch: ``switch_latency_weight · stall_s + switch_energy_weight · ue_energy_j``."""
@@ -397,9 +414,9 @@ class SplitEnv(gym.Env):
         ks = [k for _, k, _ in self.action_table()]
         if not self.config.switching:
             return np.zeros((len(ks), len(ks)))
-        c = self.config
-        table = switch_cost_table(self.profile, ks, self.hardware[2], [self.setting().state()], self.context_tokens(),
-                                  c.kv_bits)  # switch_costs for every pair at once (tested equal)
+        c, setting = self.config, self.setting()
+        table = switch_cost_table(self.profile, ks, self.hardware[2], [setting.state()], self.context_tokens(),
+                                  c.kv_bits, nr_link=setting.nr_link())  # switch_costs for every pair (tested equal)
         return c.switch_latency_weight * table["latency_s"][0] + c.switch_energy_weight * table["ue_energy_j"][0]
 
     def action_for(self, k: int, bits: int | None = None) -> Any:

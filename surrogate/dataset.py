@@ -104,6 +104,8 @@ POOLED_SUMS = ("nll_sum", "clean_nll_sum", "scored_tokens")
 """Columns that add up over the seeds of a cell."""
 POOLED_MEANS = ("kl_nats", "top1_agreement", "link_mse", "link_ber", "wall_s")
 """Columns averaged over the seeds of a cell, weighted by scored tokens."""
+POOLED_CODED = ("nr_mean_mcs", "nr_code_rate", "nr_erased_tb_fraction", "nr_transmissions_per_tb", "nr_erased_fraction")
+"""The coded link's measured columns: token-weighted means over the seeds too, null where every seed's is."""
 
 
 def pool_seeds(frame: pd.DataFrame) -> pd.DataFrame:
@@ -125,16 +127,18 @@ def pool_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     measured = {*POOLED_SUMS, *POOLED_MEANS, "seed", "perplexity", "clean_perplexity", "log_ppl_ratio"}
     keys = [c for c in frame.columns if c not in measured and not c.startswith("prefill_")
             and c not in ("uplink_rate_bps", "device_memory_bytes", "feasible", "payload_bits_per_token")]
+    keys = [c for c in keys if c not in POOLED_CODED]
     work = frame.copy()
     weight = work["scored_tokens"].astype(float)
     means = [c for c in POOLED_MEANS if c in work.columns]
-    for column in means:
+    coded = [c for c in POOLED_CODED if c in work.columns]
+    for column in (*means, *coded):
         work[column] = work[column].astype(float) * weight
     grouped = work.groupby(keys, dropna=False, sort=False)
     first = grouped.first()
-    sums = grouped[[*POOLED_SUMS, *means]].sum()
-    out = first.drop(columns=[c for c in (*POOLED_SUMS, *means) if c in first.columns]).join(sums)
-    for column in means:
+    sums = grouped[[*POOLED_SUMS, *means]].sum().join(grouped[coded].sum(min_count=1))
+    out = first.drop(columns=[c for c in (*POOLED_SUMS, *means, *coded) if c in first.columns]).join(sums)
+    for column in (*means, *coded):
         out[column] = out[column] / out["scored_tokens"]
     out["pooled_seeds"] = grouped.size()
     out["seed"] = 0

@@ -25,7 +25,7 @@ from edgesplit.models import LoadedModel
 from edgesplit.profile import CostContext, PreparedWindows, ProfileCell, evaluate_group, group_cells, prepare_windows
 from edgesplit.profile.rows import make_row
 from surrogate.dataset import ModelDescriptor, add_targets
-from surrogate.features import row_keys, setting_of, validate_cells
+from surrogate.features import CODED_COLUMNS, row_keys, setting_of, validate_cells
 from surrogate.sensitivity import SensitivityProfile, measure_sensitivity
 
 
@@ -159,7 +159,7 @@ class RealEvaluator:
 
 def _key_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in ("model", "k", "channel", "snr_db", "p", "bits_per_element", "modulation", "encoding",
-                        "fading_gain", "loss_rate", "seed") if c in frame.columns]
+                        "fading_gain", "loss_rate", "seed", *CODED_COLUMNS) if c in frame.columns]
 
 
 class TableOracle:

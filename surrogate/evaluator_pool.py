@@ -20,10 +20,10 @@ import torch
 
 from edgesplit.models import LoadedModel
 from surrogate.evaluator import EvaluatorStats, RealEvaluator
-from surrogate.features import row_keys
+from surrogate.features import CODED_COLUMNS, row_keys
 
 _KEY = ("model", "k", "channel", "snr_db", "p", "bits_per_element", "modulation", "encoding", "fading_gain",
-        "loss_rate", "seed")
+        "loss_rate", "seed", *CODED_COLUMNS)
 
 
 class EvaluatorPool:

@@ -13,6 +13,15 @@ one-hot; and the model descriptors ``log L``, ``log hidden_size``, ``log num_par
 against :data:`RANGES` before anything is computed, so a surrogate is never silently asked about a cell it cannot
 describe.
 
+Coded cells (the 5G NR link, :mod:`edgesplit.channel.nr`) carry the columns of their setting's NR options
+(:data:`CODED_COLUMNS`; defaults filled in, null for the other kinds). What reaches the activations of a coded cell
+is the ``bits``-bit quantiser (``bits_frac``) and the elements of the transport blocks HARQ gives up on, set to 0
+(CRC-detected: no bit errors, so ``modulation_frac`` is 0). The ``loss_rate`` feature of a coded cell is therefore
+the NR cost model's expected TB erasure rate after HARQ at the cell's instantaneous SNR
+(:func:`coded_erasure_rate`: the MCS link adaptation picks, chase combining over ``harq_transmissions``), the
+physical loss the activations see (its ``loss_rate`` column, an ARQ'd loss above the PHY, changes only the cost).
+The feature layout gained ``kind_coded`` with this kind: checkpoints saved before it no longer match (they say so).
+
 With sensitivity profiles (:mod:`surrogate.sensitivity`, one per model, measured once from a clean pass) a last
 feature, :data:`SENSITIVITY_FEATURE`, is appended: log10 of the cell's first-order KL — the physics of the split
 point and the link in one number, which lines cells of different splits up on one curve. :func:`feature_names`
@@ -30,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from edgesplit.channel import MODULATIONS
-from edgesplit.scenario import CHANNEL_KINDS, ChannelSetting
+from edgesplit.scenario import CHANNEL_KINDS, CODED_DEFAULTS, ChannelSetting
 
 if TYPE_CHECKING:
     from surrogate.sensitivity import SensitivityProfile
@@ -41,8 +50,10 @@ FEATURES = ("k_frac", "snr_db", "p", "loss_rate", "bits_frac", "modulation_frac"
             "log_num_layers", "log_hidden_size", "log_num_params")
 SENSITIVITY_FEATURE = "log10_linearised_kl"
 """The feature a sensitivity profile adds (log10 of nats per token)."""
+CODED_COLUMNS = tuple(CODED_DEFAULTS)
+"""The coded link's option columns (the :class:`~edgesplit.scenario.ChannelSetting` fields of that name)."""
 CELL_COLUMNS = ("model", "num_layers", "hidden_size", "num_params", "k", "channel", "snr_db", "p", "bits_per_element",
-                "modulation", "encoding", "fading_gain", "loss_rate", "seed")
+                "modulation", "encoding", "fading_gain", "loss_rate", "seed", *CODED_COLUMNS)
 """Columns that describe a cell (inputs); quality columns are added by evaluations."""
 RANGES = {"snr_db": (-30.0, 60.0), "p": (0.0, 0.999), "loss_rate": (0.0, 0.999), "bits_per_element": (1, 32),
           "fading_gain": (1e-6, 1e3), "num_layers": (1, 1000), "hidden_size": (1, 1_000_000),
@@ -79,12 +90,68 @@ def validate_cells(frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"unknown modulation {bad_mod[0]!r}; accepted: {', '.join(MODULATIONS)}")
     for column in RANGES:
         _check_range(cells, column)
+    _normalise_coded(cells)
     k, layers = cells["k"].to_numpy(dtype=float), cells["num_layers"].to_numpy(dtype=float)
     bad = (k < 0) | (k > layers) | (k != np.round(k))
     if bad.any():
         raise ValueError(f"split k={k[bad][0]:g} is out of range; accepted: integers 0..num_layers "
                          f"({layers[bad][0]:g})")
     return cells
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _normalise_coded(cells: pd.DataFrame) -> None:
+    """Coded option columns in place: the row's value (default when missing) for coded rows, None for the others,
+    as plain Python values, so keys built from them read alike whichever table or query they come from; every
+    distinct coded setting is validated by :class:`~edgesplit.scenario.ChannelSetting` (its messages)."""
+    coded = (cells["channel"] == "coded").to_numpy()
+    for name, default in CODED_DEFAULTS.items():
+        column = cells[name].tolist() if name in cells.columns else [None] * len(cells)
+        values = [_coded_value(name, default, value) if is_coded else None
+                  for value, is_coded in zip(column, coded, strict=True)]
+        cells[name] = pd.Series(values, index=cells.index, dtype=object)
+    for row in _distinct_coded(cells).values():
+        setting_of(row)
+
+
+def _coded_value(name: str, default: object, value: object) -> object:
+    if _missing(value):
+        return default
+    if isinstance(default, int) and not (isinstance(value, int | float | np.number) and float(value).is_integer()):
+        raise ValueError(f"{name}={value!r} must be an integer for a coded cell")
+    return type(default)(value)
+
+
+_CODED_KEY = ("snr_db", "fading_gain", "bits_per_element", *CODED_DEFAULTS)
+
+
+def _distinct_coded(cells: pd.DataFrame) -> dict[tuple, dict]:
+    """One row dict per distinct coded setting of validated ``cells`` (keyed by the columns that define it)."""
+    rows = cells.loc[(cells["channel"] == "coded").to_numpy()].to_dict("records")
+    return {tuple(row[c] for c in _CODED_KEY): row for row in rows}
+
+
+def coded_erasure_rate(frame: pd.DataFrame) -> np.ndarray:
+    """Per cell: the NR cost model's expected TB erasure rate after HARQ at its instantaneous SNR for coded cells
+    (``residual_tb_loss`` of :func:`edgesplit.channel.nr.nr_uplink_cost`; needs Sionna), 0 for the other kinds."""
+    return _erasure_rate(validate_cells(frame))
+
+
+def _erasure_rate(cells: pd.DataFrame) -> np.ndarray:
+    coded = (cells["channel"] == "coded").to_numpy()
+    if not coded.any():
+        return np.zeros(len(cells))
+    from edgesplit.channel.nr import nr_uplink_cost
+
+    rates = {}
+    for key, row in _distinct_coded(cells).items():
+        setting = setting_of(row)
+        rates[key] = nr_uplink_cost(1, setting.state().snr_db, setting.nr_link()).residual_tb_loss
+    keys = zip(*(cells[c].tolist() for c in _CODED_KEY), strict=True)
+    return np.array([rates[key] if is_coded else 0.0 for key, is_coded in zip(keys, coded, strict=True)])
 
 
 def feature_names(sensitivity: bool) -> tuple[str, ...]:
@@ -126,22 +193,23 @@ def linearised_kl_of(frame: pd.DataFrame, sensitivity: Mapping[str, SensitivityP
         kind = part["channel"].to_numpy()
         ber = np.array([float(ber_awgn(str(m), s)) if c == "digital" else 0.0
                         for m, s, c in zip(part["modulation"], snr[rows], kind, strict=True)])
+        loss = np.where(kind == "coded", _erasure_rate(part), part["loss_rate"].to_numpy(dtype=float))
         out[rows] = linearised_kl(profile, part["k"].to_numpy(), kind, snr[rows], part["p"].to_numpy(dtype=float),
-                                  part["bits_per_element"].to_numpy(), ber, part["loss_rate"].to_numpy(dtype=float),
+                                  part["bits_per_element"].to_numpy(), ber, loss,
                                   part["encoding"].astype(str).to_numpy())
     return out
 
 
 def _base_features(cells: pd.DataFrame) -> np.ndarray:
     kind = cells["channel"].to_numpy()
-    noisy = np.isin(kind, ("awgn", "digital"))
+    noisy = np.isin(kind, ("awgn", "digital", "coded"))
+    loss = np.where(kind == "coded", _erasure_rate(cells), cells["loss_rate"].to_numpy(dtype=float))
     snr = cells["snr_db"].to_numpy(dtype=float) + 10.0 * np.log10(cells["fading_gain"].to_numpy(dtype=float))
     modulation = np.array([MODULATIONS.get(str(m), 0) if d else 0 for m, d in zip(cells["modulation"], kind ==
                                                                                     "digital", strict=True)])
     columns = [cells["k"].to_numpy(dtype=float) / cells["num_layers"].to_numpy(dtype=float),
                np.where(noisy, np.clip(snr, *RANGES["snr_db"]), NOISELESS_SNR_DB),
-               np.where(kind == "dropout", cells["p"].to_numpy(dtype=float), 0.0),
-               cells["loss_rate"].to_numpy(dtype=float),
+               np.where(kind == "dropout", cells["p"].to_numpy(dtype=float), 0.0), loss,
                cells["bits_per_element"].to_numpy(dtype=float) / 32.0, modulation / 6.0,
                *((kind == name).astype(float) for name in CHANNEL_KINDS),
                np.log(cells["num_layers"].to_numpy(dtype=float)), np.log(cells["hidden_size"].to_numpy(dtype=float)),
@@ -190,7 +258,7 @@ def lossless_mask(frame: pd.DataFrame) -> np.ndarray:
 
 
 STATE_COLUMNS = ("model", "channel", "snr_db", "p", "bits_per_element", "modulation", "encoding", "fading_gain",
-                 "loss_rate")
+                 "loss_rate", *CODED_COLUMNS)
 """Columns that identify a channel state (and model): the split decision is made per state."""
 
 
@@ -208,14 +276,16 @@ def setting_of(row: pd.Series | dict) -> ChannelSetting:
     """The :class:`ChannelSetting` a cell row describes (its fading gain included)."""
     get = row.get
     kind = str(get("channel"))
-    bits = int(get("bits_per_element", 8)) if kind == "digital" else 8
+    bits = int(get("bits_per_element", 8)) if kind in ("digital", "coded") else 8
     modulation = str(get("modulation")) if kind == "digital" else "qpsk"
     p = get("p", 0.0)
     encoding = get("encoding", "float32") or "float32"
     loss_rate = float(get("loss_rate", 0.0) or 0.0)
+    coded = {} if kind != "coded" else {name: type(default)(default if _missing(get(name)) else get(name))
+                                        for name, default in CODED_DEFAULTS.items()}
     return ChannelSetting(kind=kind, snr_db=float(get("snr_db", 30.0)), p=0.0 if p is None or math.isnan(p) else p,
                           bits=bits, modulation=modulation, loss_rate=loss_rate, encoding=str(encoding),
-                          fading_gain=float(get("fading_gain", 1.0) or 1.0))
+                          fading_gain=float(get("fading_gain", 1.0) or 1.0), **coded)
 
 
 def settings_of(frame: pd.DataFrame) -> list[ChannelSetting]:
@@ -229,9 +299,11 @@ def setting_columns(setting: ChannelSetting) -> dict[str, object]:
             "p": float(setting.p) if setting.kind == "dropout" else math.nan,
             "bits_per_element": setting.bits_per_element,
             "modulation": setting.modulation if setting.kind == "digital" else None, "encoding": setting.encoding,
-            "fading_gain": float(setting.fading_gain), "loss_rate": float(setting.loss_rate)}
+            "fading_gain": float(setting.fading_gain), "loss_rate": float(setting.loss_rate),
+            **{name: getattr(setting, name) if setting.kind == "coded" else None for name in CODED_COLUMNS}}
 
 
-__all__ = ["CELL_COLUMNS", "FEATURES", "NOISELESS_SNR_DB", "RANGES", "SENSITIVITY_FEATURE", "STATE_COLUMNS",
-           "FeatureScaler", "feature_matrix", "feature_names", "linearised_kl_of", "lossless_mask", "row_keys",
-           "setting_columns", "setting_of", "settings_of", "state_keys", "validate_cells"]
+__all__ = ["CELL_COLUMNS", "CODED_COLUMNS", "FEATURES", "NOISELESS_SNR_DB", "RANGES", "SENSITIVITY_FEATURE",
+           "STATE_COLUMNS", "FeatureScaler", "coded_erasure_rate", "feature_matrix", "feature_names",
+           "linearised_kl_of", "lossless_mask", "row_keys", "setting_columns", "setting_of", "settings_of",
+           "state_keys", "validate_cells"]

@@ -15,7 +15,10 @@ link models of :mod:`edgesplit.channel` the covariance has a closed form, so a h
 - absmax quantisation to ``b`` bits with two's-complement bit errors at BER ``β`` (digital, or an int encoding):
   per-element variance ``scale_t²·(1/12 + β(4^b − 1)/3)`` with ``scale_t = absmax_t/(2^(b−1) − 1)``, so
   ``absmax_k · (1/12 + β(4^b − 1)/3)/(2^(b−1) − 1)²`` with ``absmax_k = ½ Σ_t absmax_t²·‖g_t‖²``;
-- fragment loss at rate ``r`` (zeroed): as dropout with ``p = r``; float16/bfloat16 rounding: ``iso_k·u²/3``.
+- fragment loss at rate ``r`` (zeroed): as dropout with ``p = r``; float16/bfloat16 rounding: ``iso_k·u²/3``;
+- the coded NR link: the ``b``-bit quantiser without bit errors (``β = 0``: a CRC catches every failed TB) plus the
+  elements of erased TBs zeroed at the TB erasure rate after HARQ (the caller passes it as the loss rate,
+  :func:`surrogate.features.linearised_kl_of`).
 
 All sums are per scored token (divided by the token count). One forward and one backward pass per window and label
 draw give ``g`` at every boundary at once (``k = 1..L−1``; ``k = 0`` ships token ids and ``k = L`` ships nothing,
@@ -252,7 +255,8 @@ def quantisation_factor(bits: np.ndarray, ber: np.ndarray) -> np.ndarray:
 def linearised_kl(profile: SensitivityProfile, ks: np.ndarray, kind: np.ndarray, snr_db: np.ndarray, p: np.ndarray,
                   bits: np.ndarray, ber: np.ndarray, loss_rate: np.ndarray, encoding: np.ndarray) -> np.ndarray:
     """First-order KL (nats per token, ≥ :data:`FLOOR`) of every cell (arrays of equal length; see the module
-    docstring for the formulas). ``ber`` is the raw bit error rate of digital cells (ignored elsewhere)."""
+    docstring for the formulas). ``ber`` is the raw bit error rate of digital cells (ignored elsewhere); for coded
+    cells ``loss_rate`` is the TB erasure rate after HARQ."""
     ks = np.asarray(ks, dtype=int)
     kind, encoding = np.asarray(kind, dtype=object), np.asarray(encoding, dtype=object)
     iso, diag = profile.term("iso", ks), profile.term("diag", ks)
@@ -264,11 +268,11 @@ def linearised_kl(profile: SensitivityProfile, ks: np.ndarray, kind: np.ndarray,
     drop = np.where(kind == "dropout", p, 0.0)
     kl += drop * (1 - drop) * diag + drop**2 * direction
     kl += loss * (1 - loss) * diag + loss**2 * direction
-    digital = kind == "digital"
-    kl += np.where(digital, absmax * quantisation_factor(bits, np.where(digital, ber, 0.0)), 0.0)
+    quantised = np.isin(kind, ("digital", "coded"))
+    kl += np.where(quantised, absmax * quantisation_factor(bits, np.where(kind == "digital", ber, 0.0)), 0.0)
     int_bits = np.array([8 if e == "int8" else 4 if e == "int4" else 0 for e in encoding])
-    coded = (int_bits > 0) & ~digital
-    kl += np.where(coded, absmax * quantisation_factor(np.where(coded, int_bits, 8), 0.0), 0.0)
+    cast = (int_bits > 0) & ~quantised
+    kl += np.where(cast, absmax * quantisation_factor(np.where(cast, int_bits, 8), 0.0), 0.0)
     roundoff = np.array([FLOAT_UNIT_ROUNDOFF.get(e, 0.0) for e in encoding])
     kl += iso * roundoff**2 / 3.0
     return np.maximum(kl, FLOOR)
