@@ -75,12 +75,12 @@ def test_abstracted_tb_error_rate_inside_bit_true_99_ci(mcs: int, snr_db: float,
 
 def test_llr_combining_loses_to_symbol_combining_at_16qam() -> None:
     info = transport_block(CarrierConfig(**ONE_PRB), 1, 15)
-    bits = torch.randint(0, 2, (200, info.tbs_bits), generator=torch.Generator().manual_seed(4))
+    bits = torch.randint(0, 2, (120, info.tbs_bits), generator=torch.Generator().manual_seed(4))
     failed = {}
     for combining in ("symbol", "llr"):
         _, outcome, _ = bit_true_link(info).send(bits, 5.2, 2, "awgn", torch.Generator().manual_seed(5), combining)
         failed[combining] = int(outcome.erased.sum())
-    assert failed["llr"] > failed["symbol"] + 20
+    assert failed["llr"] > failed["symbol"] + 10  # ~0.45 vs ~0.27 of the TBs lost
 
 
 def test_harq_accounting_when_every_tb_fails() -> None:
