@@ -57,6 +57,7 @@ from edgesplit.split import EdgeTail  # noqa: E402
 
 WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 CODED_MAIN = {"bits": 8, "channel": "rayleigh", "max_transmissions": 1, "target_bler": 0.1}
+COLORS = {"unprotected": "C3", "uep": "C0", "uep_random": "C7", "split_only": "C2"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -225,14 +226,14 @@ def plot(cells: pd.DataFrame, summary: pd.DataFrame, clean_ppl: float, out: Path
     fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 4), squeeze=False, sharey=True)
     for ax, family in zip(axes[0], families, strict=True):
         for method, g in cells[cells.family == family].groupby("method", sort=False):
-            by_k = g.groupby("k").perplexity
-            (line,) = ax.plot(by_k.median().index, by_k.median(), marker="o", label=method)
-            ax.fill_between(by_k.min().index, by_k.min(), by_k.max(), alpha=0.15, color=line.get_color())
-        ax.axhline(clean_ppl, color="k", lw=0.8)
-        ax.axhline(2 * clean_ppl, color="r", ls="--", lw=0.8, label="2x clean (catastrophic)")
+            by_k, color = g.groupby("k").perplexity, COLORS.get(method)
+            ax.plot(by_k.median().index, by_k.median(), marker="o", label=method, color=color)
+            ax.fill_between(by_k.min().index, by_k.min(), by_k.max(), alpha=0.15, color=color)
+        ax.axhline(clean_ppl, color="k", lw=0.8, label="clean")
+        ax.axhline(2 * clean_ppl, color="k", ls="--", lw=0.8, label="2x clean (catastrophic)")
         ax.set(yscale="log", xlabel="split k", title=family)
+        ax.legend(fontsize=7)
     axes[0][0].set_ylabel("perplexity (median, min-max over seeds)")
-    axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     paths = [out / "uep_perplexity.png"]
     fig.savefig(paths[0], dpi=120)
@@ -240,7 +241,7 @@ def plot(cells: pd.DataFrame, summary: pd.DataFrame, clean_ppl: float, out: Path
     labels = [f"{r.family}\n{r.method}" for r in summary.itertuples()]
     floor = 0.25 / summary.cells.max()
     for i, r in enumerate(summary.itertuples()):
-        color = "C3" if r.method == "unprotected" else "C0"
+        color = COLORS.get(r.method, "C1")
         if r.catastrophic:  # the rate with its 95 % Clopper-Pearson interval
             ax.bar(i, r.rate, color=color)
             ax.errorbar(i, r.rate, yerr=[[r.rate - max(r.rate_lo, floor)], [r.rate_hi - r.rate]], color="k",
