@@ -15,7 +15,7 @@ Impairment (kind ``"coded"`` of :func:`edgesplit.channel.make_impairment`)::
 ~20-60 kbit/s of decoded TBs per CPU core; tests and calibration); ``"abstracted"`` draws TB errors from
 Sionna's AWGN BLER tables (fast; profiler, RL). Same generator, same numbers, on every call. Chase combining
 is symbol-level (MRC) by default, which the abstraction's SNR-sum rule models exactly; ``combining="llr"``
-(bit-true only) adds LLRs as HARQ soft buffers do and loses ~0.5-1 dB at 16QAM and up.
+(bit-true only) adds LLRs as HARQ soft buffers do and loses up to ~0.6 dB at 16QAM and up.
 
 Cost (pure, cached; for ``split_costs``, the profiler, the RL env)::
 

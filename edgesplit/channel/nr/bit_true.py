@@ -16,7 +16,7 @@ CSI. Chase combining (the same codeword every time), two receivers:
   the transmissions' linear SNRs (the abstraction's rule).
 * ``"llr"``: the soft buffer adds each transmission's demapper LLRs (of ``y_j / h_j`` at noise ``1 / SNR_j``).
   Same as ``"symbol"`` for QPSK; for 16QAM and up each demapper marginalises the symbol's other bits on its own,
-  which costs decoding margin (measured by ``benchmarks/coded_link_check.py``: ~0.5-1 dB at two transmissions),
+  which costs decoding margin (``benchmarks/coded_link_check.py``, two transmissions: 0.03-0.64 dB),
   so the abstraction is then optimistic. Bit-true only.
 """
 

@@ -14,7 +14,7 @@ Pipeline of ``apply(x, state, generator)``:
    the BLER tables (:mod:`edgesplit.channel.nr.harq`). Both paths draw every random number from ``generator``.
    The abstraction's rule (combined SNR = sum of the transmissions' linear SNRs) is exact for symbol-level
    combining, the bit-true default; ``combining="llr"`` (soft-buffer LLR addition, bit-true only) is what many
-   receivers do and loses ~0.5-1 dB at 16QAM and up (see :mod:`edgesplit.channel.nr.bit_true`).
+   receivers do and loses up to ~0.6 dB at 16QAM and up (see :mod:`edgesplit.channel.nr.bit_true`).
 5. **Erase**: a TB still failing after the last transmission is erased (its CRC detects it: no silent
    corruption); every element with at least one bit in an erased TB is set to **0** (an element straddling two
    TBs is lost if either is). Delivered TBs carry their bits exactly (bit-true: the decoder's output; a CRC miss,
