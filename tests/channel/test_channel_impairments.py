@@ -239,6 +239,7 @@ def _all_impairments() -> dict[str, object]:
         "erasure": make_impairment("erasure", fragment_elements=50),
         "compose": Compose([AwgnImpairment(), DropoutImpairment(p=0.05)]),
         "protected": make_impairment("protected", main={"kind": "dropout", "p": 0.2}, channels=[3, 0], copies=2),
+        "coded": make_impairment("coded", bits=4, carrier={"num_prbs": 1}, mcs=12, max_transmissions=1),
     }
 
 
