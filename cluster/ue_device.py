@@ -7,7 +7,9 @@ them to the UE's edge. At ``k = L`` nothing crosses the link: the UE also runs t
 
 Beside the measured compute times, every step is priced by the cost model
 (:func:`edgesplit.cost.split_costs` with that step's channel state): simulated device/edge compute, uplink,
-downlink and UE energy. The channel process steps once per packet (one fading block per decoding step).
+downlink and UE energy. The channel process steps once per packet (one fading block per decoding step). With the
+``coded`` impairment (the 5G NR link) the uplink is priced by the NR cost model on the impairment's carrier, which
+must have the link preset's bandwidth (:mod:`edgesplit.cost.coded_uplink`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import torch
 from cluster.messages import EdgeReply
 from cluster.policies import Observation, SplitPolicy, choose_split, parse_policy
 from edgesplit.channel import ChannelState, make_impairment, make_process
+from edgesplit.channel.nr import NrLinkConfig
 from edgesplit.cost import ModelProfile, get_device, get_edge, get_link, split_costs
+from edgesplit.cost.coded_uplink import check_carrier
 from edgesplit.models import LoadedModel
 from edgesplit.packet import ENCODINGS, ActivationPacket
 from edgesplit.scenario import ENCODING_BITS
@@ -74,14 +78,24 @@ class UESpec:
         get_edge(self.edge_profile)
         make_process(self.channel, seed=0, **self.channel_params)
         make_impairment(self.impairment, **self.impairment_params)
+        if self.nr_link is not None:  # the coded link's carrier must be the one the cost model charges
+            check_carrier(get_link(self.link), self.nr_link)
         parse_policy(self.policy)
 
     @property
     def bits(self) -> int:
-        """Bits per element the cost model charges: the quantiser's for a digital channel, else the encoding's."""
-        if self.impairment == "digital":
+        """Bits per element the cost model charges: the quantiser's for a digital or coded channel, else the
+        encoding's."""
+        if self.impairment in ("digital", "coded"):
             return int(self.impairment_params.get("bits", 8))
         return ENCODING_BITS[self.encoding]
+
+    @property
+    def nr_link(self) -> NrLinkConfig | None:
+        """The coded 5G NR link's configuration (the uplink is then priced by the NR cost model), else None."""
+        if self.impairment != "coded":
+            return None
+        return make_impairment("coded", **self.impairment_params).link
 
 
 @dataclass(frozen=True)
@@ -202,7 +216,7 @@ class UEDevice:
     def _price(self, run: RequestRun, state: ChannelState, tokens: int) -> None:
         phase = "prefill" if run.position == 0 else "decode"
         cost = split_costs(self.profile, run.k, self.device, self.edge, self.link, state, tokens, self.spec.bits,
-                           context_len=run.position + tokens, phase=phase)
+                           context_len=run.position + tokens, phase=phase, nr_link=self.spec.nr_link)
         run.add(sim_device_s=cost.device_compute_s, sim_uplink_s=cost.uplink_s, sim_edge_s=cost.edge_compute_s,
                 sim_downlink_s=cost.downlink_s, ue_energy_j=cost.ue_energy_j)
         run.last_link_s = (cost.uplink_s, cost.downlink_s)
