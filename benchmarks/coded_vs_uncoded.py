@@ -216,7 +216,7 @@ def crossover(costs: pd.DataFrame, column: str) -> float:
 def report(table: pd.DataFrame, best: pd.DataFrame, costs: pd.DataFrame) -> None:
     coded = table[(table["variant"] == "coded") & (table["k"] > 0) & (table["k"] < table["num_layers"])]
     spread = coded.groupby("k")["log_ppl_ratio"].agg(lambda v: v.max() - v.min()).max()
-    print(f"coded link, measured at {sorted(coded['snr_db'].unique())} dB: erased-TB fraction "
+    print(f"coded link, measured at {[float(x) for x in sorted(coded['snr_db'].unique())]} dB: erased-TB fraction "
           f"{coded['nr_erased_tb_fraction'].max():.3g} at most, mean MCS {coded['nr_mean_mcs'].min():g}.."
           f"{coded['nr_mean_mcs'].max():g}, largest spread of log(PPL/PPL0) over SNR at one split {spread:.3g}")
     print("log(PPL/PPL0) per split (seeds pooled):")
