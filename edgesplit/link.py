@@ -8,8 +8,9 @@ own seeded generator. Token ids (split ``k = 0``) travel losslessly: a real syst
 single wrong id would change the prompt itself rather than degrade a representation.
 
 An impairment with a ``for_split(k)`` method (:class:`~edgesplit.channel.uep.ProtectedImpairment`) is resolved for
-the link's ``split_k``; when it protects channels, hidden states travel as a version-2
-:class:`~edgesplit.packet.ProtectedPacket` (the protected channels apart, in their own encoding).
+the link's ``split_k``, and one with ``at_position(p)`` for each packet's ``position_start``; when it protects
+channels or leading token rows, hidden states travel as a version-2 / 3 :class:`~edgesplit.packet.ProtectedPacket`
+(the protected channels and rows apart, in their own encoding).
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ class ImpairedLink:
 
     def __call__(self, payload: torch.Tensor) -> torch.Tensor:
         is_ids = not payload.is_floating_point()
-        received = self._round_trip(payload, is_ids)
+        at_position = getattr(self.impairment, "at_position", None)  # protection of the sequence's first tokens
+        impairment = at_position(self._position) if callable(at_position) else self.impairment
+        received = self._round_trip(payload, is_ids, impairment)
         tokens = int(payload.shape[0] * payload.shape[1]) if payload.ndim >= 2 else int(payload.numel())
         self._position += int(payload.shape[1]) if payload.ndim >= 2 else 1
         self.log.packets += 1
@@ -71,18 +74,20 @@ class ImpairedLink:
         out = received.to_tensor()
         if is_ids:
             return out.to(payload.dtype)
-        result = self.impairment.apply(out, self.state, self.generator)
+        result = impairment.apply(out, self.state, self.generator)
         self.log.stats.append(result.stats)
         return result.x.to(payload.dtype)
 
-    def _round_trip(self, payload: torch.Tensor, is_ids: bool) -> ActivationPacket | ProtectedPacket:
+    def _round_trip(self, payload: torch.Tensor, is_ids: bool,
+                    impairment: Impairment) -> ActivationPacket | ProtectedPacket:
         """The payload encoded as the frame that would cross the socket, and parsed back."""
         fields = {"session_id": self.session_id, "split_k": self.split_k, "position_start": self._position}
-        channels = () if is_ids or not hasattr(self.impairment, "active_channels") else \
-            self.impairment.active_channels()
-        if channels:
-            protected_encoding = getattr(self.impairment, "protected_encoding", None) or self.encoding
-            packet = ProtectedPacket.from_tensor(payload, channels, encoding=self.encoding,
+        protects = not is_ids and hasattr(impairment, "active_channels")
+        channels = impairment.active_channels() if protects else ()
+        rows = impairment.protected_rows(tuple(payload.shape)) if protects else 0
+        if channels or rows:
+            protected_encoding = getattr(impairment, "protected_encoding", None) or self.encoding
+            packet = ProtectedPacket.from_tensor(payload, channels, encoding=self.encoding, tokens=rows,
                                                  protected_encoding=protected_encoding, **fields)
             return ProtectedPacket.decode(packet.encode())
         packet = ActivationPacket.from_tensor(payload, encoding="token_ids" if is_ids else self.encoding, **fields)

@@ -1,4 +1,4 @@
-"""Unequal error protection (UEP): a hidden state's few outlier channels sent apart, through a stronger impairment.
+"""Unequal error protection (UEP): a hidden state's outlier channels and attention-sink token sent apart, stronger.
 
 LLM hidden states carry a few "massive activation" channels (SmolLM2-135M: channel 507 reaches ~2·10⁴ on the first
 token from layer 12 on, against a median channel peak of ~50). Losing or corrupting one of those values wrecks the
@@ -13,23 +13,31 @@ channel. Typical uses:
 - digital: ``main=DigitalImpairment(bits=8, modulation="qpsk")``, ``protected=DigitalImpairment(bits=16,
   modulation="bpsk")``: more precision and a robust modulation (and/or ``copies``, combined by the median). Taking the
   outliers out of the main stream also shrinks the per-token absmax quantisation step of every other channel;
-- the coded NR link: ``main={"kind": "coded", ...}`` and a lower-MCS ``protected={"kind": "coded", ...}``, once kind
-  ``"coded"`` is registered (any impairment kind works: specs are built with :func:`make_impairment`).
+- the coded NR link: ``main={"kind": "coded", ...}`` and ``protected`` the same link (repetition: each copy in its
+  own transport blocks) or a lower MCS (any impairment kind works: specs are built with :func:`make_impairment`).
+
+Token protection: the massive activations sit on the sequence's first token (the attention sink), and on the rest of
+that token's channels the tail depends too, so the rows of a packet at sequence positions ``< tokens`` travel whole
+(every channel, ``copies`` times, the same combining rule) through ``protected``; the other rows keep the per-channel
+split. Only true leading positions count: :meth:`ProtectedImpairment.at_position` says where the packet starts
+(:class:`~edgesplit.link.ImpairedLink` calls it per packet with its ``position_start``), so a decode step (one token at
+position > 0) protects no row. Rows are axis -2 (``[..., tokens, hidden]``); a 1-D vector has no token axis.
 
 The channels differ per split, so ``channels`` is either one index tuple or a per-split table ``{k: indices}`` (e.g.
 :meth:`edgesplit.quality.outliers.OutlierTable.channels_by_split`); :meth:`ProtectedImpairment.for_split` picks the
-split, and :class:`~edgesplit.link.ImpairedLink` calls it with the split it carries. Random draws: ``main`` first,
-then ``protected``, from the one generator: same seed, same result.
+split, and :class:`~edgesplit.link.ImpairedLink` calls it with the split it carries. Random draws, from the one
+generator: ``main`` (the unprotected rows' other channels), then every copy of the protected channels (those rows),
+then every copy of the protected token rows: same seed, same result.
 
-Stats: each part's own stats prefixed ``main.`` / ``protected.`` (the mean over copies); ``main_bits``,
-``protected_bits`` (every copy, with the protected part's own scales), ``side_bits`` (the index list, 32 bits per
-channel per packet),
-``baseline_bits`` (``main`` alone on every channel at the same settings), ``extra_bits_ratio`` (total / baseline - 1)
-and the same for channel uses (``extra_airtime_ratio``; digital parts send ``bits / bits_per_symbol`` symbols, coded
-parts the resource elements of their transmitted transport blocks — the baseline at the same MCS and HARQ rounds —
-other parts one bit per use unless they report ``channel_uses``), ``protected_erased_fraction`` (protected elements
-with a non-zero input that arrived as 0), ``main_absmax_ratio`` (mean over tokens of the main part's absmax over the
-whole vector's absmax: how much the main stream's quantisation step shrinks) and ``mse``.
+Stats: each part's own stats prefixed ``main.`` / ``protected.`` / ``tokens.`` (the mean over copies); ``main_bits``,
+``protected_bits`` (every copy of the channels and of the token rows, with their own scales), ``protected_token_bits``
+(the token rows' share), ``side_bits`` (32 bits per protected channel index, plus 32 for the protected-token count when
+a packet has protected rows), ``baseline_bits`` (``main`` alone on every element at the same settings),
+``extra_bits_ratio`` (total / baseline - 1) and the same for channel uses (``extra_airtime_ratio``; pricing in
+:mod:`edgesplit.channel.uep_cost`), ``protected_channels``, ``protected_tokens`` (rows sent whole),
+``protected_erased_fraction`` (protected elements with a non-zero input that arrived as 0), ``main_absmax_ratio``
+(mean over the main stream's tokens of its absmax over the whole vector's absmax: how much its quantisation step
+shrinks) and ``mse``.
 """
 
 from __future__ import annotations
@@ -41,7 +49,6 @@ from typing import Any, ClassVar
 import torch
 
 from edgesplit.channel.awgn import AwgnImpairment
-from edgesplit.channel.digital import SCALE_BITS, DigitalImpairment
 from edgesplit.channel.dropout import DropoutImpairment
 from edgesplit.channel.erasure import ErasureImpairment
 from edgesplit.channel.impairment import (
@@ -52,8 +59,8 @@ from edgesplit.channel.impairment import (
     check_activations,
     mse,
 )
-from edgesplit.channel.modulation import MODULATIONS
 from edgesplit.channel.state import ChannelState
+from edgesplit.channel.uep_cost import part_cost
 
 COMBINE_RULES = ("auto", "first_nonzero", "median", "mean")
 """How repeated copies of a protected element are combined at the receiver."""
@@ -61,6 +68,10 @@ PACKET_ENCODINGS = ("float32", "float16", "bfloat16", "int8", "int4")
 """Accepted ``protected_encoding`` values (the packet encodings of a protected part)."""
 INDEX_BITS = 32
 """Side information per protected channel and packet (a u32 index in the version-2 frame)."""
+TOKEN_COUNT_BITS = 32
+"""Side information of a packet with protected token rows (their count, in the version-3 frame's header)."""
+TOKENS_DEFAULT = 1
+"""Leading positions protected whole by default: SmolLM2's massive activations sit on position 0 alone."""
 
 Channels = tuple[int, ...] | dict[int, tuple[int, ...]]
 
@@ -120,47 +131,16 @@ def auto_rule(protected: Impairment) -> str:
     return "mean" if isinstance(protected, AwgnImpairment) else "median"
 
 
-def part_cost(imp: Impairment, rows: int, cols: int, stats: dict[str, float], element_bits: int,
-              sent_cols: int | None = None) -> tuple[float, float]:
-    """(bits, channel uses) of ``rows × cols`` elements through ``imp``, from the stats it reported.
-
-    ``sent_cols`` is the width the stats were measured on (default ``cols``): the cost of another width at the same
-    settings. Digital parts are priced exactly, coded parts (stats with ``coded_bits_on_air``) at the measured MCS and
-    HARQ rounds, other parts that report ``bits_sent`` pro rata, the rest at ``element_bits`` per element.
-    """
-    xl = float(stats.get("extra_latency_factor", 1.0))
-    if isinstance(imp, DigitalImpairment):
-        bits = rows * cols * imp.bits * xl + SCALE_BITS * rows
-        return bits, bits / MODULATIONS[imp.modulation]
-    if "coded_bits_on_air" in stats and "tbs_bits" in stats:
-        return _coded_cost(imp, rows, cols, stats, cols == (sent_cols or cols))
-    if "bits_sent" in stats:
-        ratio = cols / (sent_cols or cols) if (sent_cols or cols) else math.nan
-        bits = float(stats["bits_sent"]) * ratio
-        return bits, float(stats.get("channel_uses", stats["bits_sent"])) * ratio
-    bits = float(rows * cols * element_bits) * xl
-    return bits, bits
-
-
-def _coded_cost(imp: Impairment, rows: int, cols: int, stats: dict[str, float], measured: bool) -> tuple[float, float]:
-    """A coded link's (information bits, resource elements): measured, or for ``cols`` at the same MCS and HARQ."""
-    bits = float(rows * cols * getattr(imp, "bits", 8) + SCALE_BITS * rows)
-    if measured:
-        return float(stats["payload_bits"]), float(stats["coded_bits_on_air"]) / float(stats["modulation_order"])
-    tx = float(stats.get("transmissions", 0.0))
-    per_tx = float(stats["coded_bits_on_air"]) / tx / float(stats["modulation_order"]) if tx else 0.0
-    return bits, math.ceil(bits / float(stats["tbs_bits"])) * float(stats.get("extra_latency_factor", 1.0)) * per_tx
-
-
 @dataclass
 class ProtectedImpairment(Impairment):
-    """Send ``channels`` through ``protected`` (``copies`` times) and the rest through ``main``; reassemble."""
+    """Send ``channels`` (and the leading ``tokens`` whole) through ``protected``, ``copies`` times; the rest through
+    ``main``; reassemble."""
 
     kind: ClassVar[str] = "protected"
     main: Impairment | dict[str, Any] = field(default_factory=NoImpairment)
     """Impairment of the unprotected channels: an Impairment or a ``{"kind": ..., **params}`` spec."""
     protected: Impairment | dict[str, Any] = field(default_factory=NoImpairment)
-    """Impairment every copy of the protected channels goes through (same forms as ``main``)."""
+    """Impairment every copy of the protected channels (and tokens) goes through (same forms as ``main``)."""
     channels: tuple[int, ...] | dict[int, tuple[int, ...]] = ()
     """Protected channel indices, or a per-split table ``{k: indices}`` resolved by :meth:`for_split`."""
     copies: int = 1
@@ -173,6 +153,10 @@ class ProtectedImpairment(Impairment):
     """Bits charged per element for parts that report none (analog kinds: the packet encoding's width)."""
     protected_encoding: str | None = None
     """Packet encoding of the protected part on the wire (None: the link's own encoding)."""
+    tokens: int = TOKENS_DEFAULT
+    """Sequence positions ``< tokens`` (the attention sink) sent whole, every channel, through the protected path."""
+    position_start: int = 0
+    """Sequence position of the first row of the next packet (set per packet by :meth:`at_position`)."""
 
     def __post_init__(self) -> None:
         self.main = _as_impairment(self.main, "main")
@@ -182,8 +166,7 @@ class ProtectedImpairment(Impairment):
             raise ValueError(f"copies must be an int >= 1, got {self.copies!r}")
         if self.combine not in COMBINE_RULES:
             raise ValueError(f"combine must be one of {list(COMBINE_RULES)}, got {self.combine!r}")
-        if self.split_k is not None and (isinstance(self.split_k, bool) or not isinstance(self.split_k, int)
-                                         or self.split_k < 0):
+        if self.split_k is not None and not _is_count(self.split_k):
             raise ValueError(f"split_k must be None or an int >= 0, got {self.split_k!r}")
         if isinstance(self.element_bits, bool) or not isinstance(self.element_bits, int) or \
                 not 1 <= self.element_bits <= 64:
@@ -191,10 +174,23 @@ class ProtectedImpairment(Impairment):
         if self.protected_encoding is not None and self.protected_encoding not in PACKET_ENCODINGS:
             raise ValueError(f"protected_encoding must be None or one of {list(PACKET_ENCODINGS)}, "
                              f"got {self.protected_encoding!r}")
+        for name in ("tokens", "position_start"):
+            if not _is_count(getattr(self, name)):
+                raise ValueError(f"{name} must be an int >= 0, got {getattr(self, name)!r}")
 
     def for_split(self, k: int) -> ProtectedImpairment:
         """This impairment for split ``k`` (its table entry is looked up when something is sent)."""
         return replace(self, split_k=k)
+
+    def at_position(self, position_start: int) -> ProtectedImpairment:
+        """This impairment for a packet whose first row is sequence position ``position_start``."""
+        return self if position_start == self.position_start else replace(self, position_start=position_start)
+
+    def protected_rows(self, shape: tuple[int, ...]) -> int:
+        """Leading rows (axis -2) of a ``shape`` packet sent whole: its positions below ``tokens`` (0 for 1-D)."""
+        if len(shape) < 2:
+            return 0
+        return max(0, min(self.tokens - self.position_start, int(shape[-2])))
 
     def active_channels(self) -> tuple[int, ...]:
         """The protected channels of the current split; ValueError when a table has no entry for it."""
@@ -216,51 +212,73 @@ class ProtectedImpairment(Impairment):
     def apply(self, x: torch.Tensor, state: ChannelState, generator: torch.Generator | int) -> ImpairmentResult:
         xf = check_activations(x)
         gen = as_generator(generator)
-        hidden, rows = int(xf.shape[-1]), math.prod(xf.shape[:-1])
+        hidden = int(xf.shape[-1])
         chosen = self.active_channels()
         if any(c >= hidden for c in chosen):
             raise ValueError(f"protected channels {list(chosen)} do not fit a hidden size of {hidden}")
         chosen_set = set(chosen)
         rest = [c for c in range(hidden) if c not in chosen_set]
-        out = torch.empty_like(xf)
-        main_stats: dict[str, float] = {}
-        if rest:
-            main_result = self.main.apply(xf[..., rest], state, gen)
-            out[..., rest], main_stats = main_result.x.float(), main_result.stats
+        n_tok = self.protected_rows(tuple(xf.shape))
+        body = xf[..., n_tok:, :] if n_tok else xf
+        send_body = body.numel() > 0 or not n_tok  # a packet protected whole sends no main / channel part
+        body_out, main_stats = torch.empty_like(body), {}
+        if rest and send_body:
+            main_result = self.main.apply(body[..., rest], state, gen)
+            body_out[..., rest], main_stats = main_result.x.float(), main_result.stats
         stats = {f"main.{key}": value for key, value in main_stats.items()}
-        copy_stats: list[dict[str, float]] = []
-        if chosen:
-            values = xf[..., list(chosen)]
-            results = [self.protected.apply(values, state, gen) for _ in range(self.copies)]  # one packet per copy
-            copy_stats = [r.stats for r in results]
-            received = combine_copies(torch.stack([r.x.float() for r in results]), self.rule)
-            out[..., list(chosen)] = received
-            stats |= {f"protected.{key}": value for key, value in _mean_stats(copy_stats).items()}
-            stats["protected_erased_fraction"] = _erased_fraction(values, received)
-        stats |= self._costs(rows, len(rest), len(chosen), main_stats, copy_stats)
-        stats["main_absmax_ratio"] = _absmax_ratio(xf, rest)
-        stats["mse"] = mse(out, xf)
+        copy_stats: dict[str, list[dict[str, float]]] = {"protected": [], "tokens": []}
+        erased = [0, 0]  # protected elements with a non-zero input: lost, all
+        if chosen and send_body:
+            values = body[..., list(chosen)]
+            body_out[..., list(chosen)], copy_stats["protected"] = self._send_copies(values, state, gen, erased)
+        out = body_out
+        if n_tok:  # the attention sink: whole token vectors, after the channels (generator order)
+            head_out, copy_stats["tokens"] = self._send_copies(xf[..., :n_tok, :], state, gen, erased)
+            out = torch.cat([head_out, body_out], dim=-2)
+        for name, part_stats in copy_stats.items():
+            stats |= {f"{name}.{key}": value for key, value in _mean_stats(part_stats).items()}
+        if erased[1] or copy_stats["protected"] or copy_stats["tokens"]:
+            stats["protected_erased_fraction"] = erased[0] / max(erased[1], 1)
+        n_prot = len(chosen) if send_body else 0
+        stats |= self._costs(_rows(body), _rows(xf) - _rows(body), len(rest), n_prot, hidden, main_stats,
+                             copy_stats, state)
+        stats |= {"protected_tokens": float(n_tok), "main_absmax_ratio": _absmax_ratio(body, rest), "mse": mse(out, xf)}
         return ImpairmentResult(x=out.to(x.dtype), stats=stats)
 
-    def _costs(self, rows: int, n_rest: int, n_prot: int, main_stats: dict[str, float],
-               copy_stats: list[dict[str, float]]) -> dict[str, float]:
-        hidden = n_rest + n_prot
-        main_bits, main_uses = part_cost(self.main, rows, n_rest, main_stats, self.element_bits) if n_rest else (0, 0)
-        prot = [part_cost(self.protected, rows, n_prot, st, self.element_bits) for st in copy_stats]
+    def _send_copies(self, values: torch.Tensor, state: ChannelState, gen: torch.Generator,
+                     erased: list[int]) -> tuple[torch.Tensor, list[dict[str, float]]]:
+        """``copies`` transmissions of ``values`` (one call of ``protected`` each), combined by the rule; counts the
+        non-zero inputs that arrived as 0 into ``erased`` ([lost, all])."""
+        results = [self.protected.apply(values, state, gen) for _ in range(self.copies)]
+        received = combine_copies(torch.stack([r.x.float() for r in results]), self.rule)
+        live = values != 0
+        erased[0] += int((live & (received == 0)).sum())
+        erased[1] += int(live.sum())
+        return received, [r.stats for r in results]
+
+    def _costs(self, rows: int, head_rows: int, n_rest: int, n_prot: int, hidden: int, main_stats: dict[str, float],
+               copy_stats: dict[str, list[dict[str, float]]], state: ChannelState) -> dict[str, float]:
+        """Bits and channel uses of every part, and of ``main`` alone on every element (the baseline)."""
+        eb = self.element_bits
+        main_bits, main_uses = part_cost(self.main, rows, n_rest, main_stats, eb) if n_rest else (0.0, 0.0)
+        prot = [part_cost(self.protected, rows, n_prot, st, eb) for st in copy_stats["protected"]]
+        prot += [part_cost(self.protected, head_rows, hidden, st, eb) for st in copy_stats["tokens"]]
+        tok_bits = sum(b for b, _ in prot[len(copy_stats["protected"]):])
         prot_bits, prot_uses = sum(b for b, _ in prot), sum(u for _, u in prot)
-        base_bits, base_uses = part_cost(self.main, rows, hidden, main_stats, self.element_bits, sent_cols=n_rest)
-        side = float(INDEX_BITS * n_prot)
+        base_bits, base_uses = part_cost(self.main, rows + head_rows, hidden, main_stats, eb,
+                                         sent=(rows, n_rest), state=state)
+        side = float(INDEX_BITS * n_prot + (TOKEN_COUNT_BITS if head_rows else 0))
         total_bits, total_uses = main_bits + prot_bits + side, main_uses + prot_uses + side
         return {"protected_channels": float(n_prot), "copies": float(self.copies), "main_bits": float(main_bits),
-                "protected_bits": float(prot_bits), "side_bits": side, "total_bits": float(total_bits),
-                "baseline_bits": float(base_bits), "extra_bits_ratio": _ratio(total_bits, base_bits),
-                "main_channel_uses": float(main_uses), "protected_channel_uses": float(prot_uses),
-                "extra_airtime_ratio": _ratio(total_uses, base_uses)}
+                "protected_bits": float(prot_bits), "protected_token_bits": float(tok_bits), "side_bits": side,
+                "total_bits": float(total_bits), "baseline_bits": float(base_bits),
+                "extra_bits_ratio": _ratio(total_bits, base_bits), "main_channel_uses": float(main_uses),
+                "protected_channel_uses": float(prot_uses), "extra_airtime_ratio": _ratio(total_uses, base_uses)}
 
 
 def _mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:
-    """Per key, the mean over the copies' stats (keys every copy reported)."""
-    keys = [key for key in stats[0] if all(key in st for st in stats)]
+    """Per key, the mean over the copies' stats (keys every copy reported; none for no copy)."""
+    keys = [key for key in stats[0] if all(key in st for st in stats)] if stats else []
     return {key: float(sum(st[key] for st in stats) / len(stats)) for key in keys}
 
 
@@ -268,9 +286,13 @@ def _ratio(total: float, baseline: float) -> float:
     return total / baseline - 1.0 if baseline else math.nan
 
 
-def _erased_fraction(values: torch.Tensor, received: torch.Tensor) -> float:
-    live = values != 0
-    return float((live & (received == 0)).sum()) / max(int(live.sum()), 1)
+def _rows(x: torch.Tensor) -> int:
+    """Token vectors in ``x`` (every dimension but the last)."""
+    return math.prod(x.shape[:-1])
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _absmax_ratio(xf: torch.Tensor, rest: list[int]) -> float:

@@ -1,28 +1,35 @@
-"""ProtectedPacket: a hidden state split into protected channels and the rest, on the wire (format version 2).
+"""ProtectedPacket: a hidden state split into protected channels, protected leading tokens and the rest (v2, v3).
 
 Unequal error protection (:mod:`edgesplit.channel.uep`) sends a few outlier channels of the hidden state apart from
-the rest. The frame says which channels travel apart and at which precision, so the edge can put every value back
-in its place. Version 1 frames (:class:`~edgesplit.packet.ActivationPacket`) are unchanged and still written for
-every packet without a protected part; :func:`decode_frame` reads both versions.
+the rest, and optionally the first token rows (the attention sink) whole. The frame says which channels and how many
+leading rows travel apart and at which precision, so the edge can put every value back in its place. Version 1
+frames (:class:`~edgesplit.packet.ActivationPacket`) are unchanged and still written for every packet without a
+protected part, version 2 for packets with protected channels only; :func:`decode_frame` reads all three versions.
 
-Frame layout, version 2 (all integers little-endian)::
+Frame layout, versions 2 and 3 (all integers little-endian)::
 
     offset   size  field
     0        4     magic b"ESPK"
-    4        1     format version, u8 (2)
+    4        1     format version, u8 (2: channels only; 3: with protected leading token rows)
     5        4     header_len H, u32
     9        4     crc32, u32: zlib.crc32 of the whole frame except this field (as in version 1)
     13       H     header: a UTF-8 JSON object (below)
     13 + H   4M    the M protected channel indices, u32 each, in the order their values are sent
-    ...      Pp    protected part: the tensor x[..., channels] (shape ``shape[:-1] + [M]``) in its own encoding
-    ...      Pm    main part: the other channels in increasing index order (shape ``shape[:-1] + [hidden - M]``)
+    ...      Pp    protected part: x[..., N:, channels] (version 2: x[..., channels]) in its own encoding
+    ...      Pt    version 3 only, token part: x[..., :N, :], the first N rows whole (every channel), in its encoding
+    ...      Pm    main part: the other channels of rows N.. in increasing index order
 
+With ``shape = [*lead, T, hidden]`` the parts' shapes are ``[*lead, T - N, M]``, ``[*lead, N, hidden]`` and ``[*lead,
+T - N, hidden - M]`` (version 2: N = 0 and no token axis needed: ``shape[:-1] + [M]``, ``shape[:-1] + [hidden - M]``).
 The header has exactly the keys ``session_id``, ``split_k`` (>= 1: token ids are never split), ``position_start``
-and ``shape`` (as in version 1; the full tensor, ``shape[-1]`` = hidden), ``main`` = ``{"encoding", "scales"}`` and
-``protected`` = ``{"count": M, "encoding", "scales"}``. Each part's encoding is one of the float or quantised
-encodings of version 1 (``token_ids`` is refused) and its ``scales`` descriptor is the one version 1 writes for that
-encoding and part shape; each part's bytes are laid out, and checked, exactly as a version 1 payload. Indices must
-be distinct and below ``shape[-1]``; ``1 <= M <= shape[-1]``. Anything else raises :class:`PacketError`.
+and ``shape`` (as in version 1; the full tensor), ``main`` = ``{"encoding", "scales"}``, ``protected`` =
+``{"count": M, "encoding", "scales"}`` and, version 3 only, ``tokens`` = ``{"count": N, "encoding", "scales"}``
+(rows ``position_start .. position_start + N - 1`` of the sequence). Each part's encoding is one of the float or
+quantised encodings of version 1 (``token_ids`` is refused) and its ``scales`` descriptor is the one version 1 writes
+for that encoding and part shape; each part's bytes are laid out, and checked, exactly as a version 1 payload.
+Indices must be distinct and below ``hidden``; version 2: ``1 <= M <= hidden``; version 3: ``0 <= M <= hidden``,
+``1 <= N <= T``, ``shape`` of rank >= 2 (an empty channel part is written as float32: 0 bytes). Anything else raises
+:class:`PacketError`.
 """
 
 from __future__ import annotations
@@ -57,68 +64,100 @@ from edgesplit.packet.activation_packet import (
 from edgesplit.packet.payload_codec import payload_len
 
 PROTECTED_FORMAT_VERSION = 2
-"""Frame version of packets with a protected part."""
+"""Frame version of packets with protected channels (and no protected token rows)."""
+TOKENS_FORMAT_VERSION = 3
+"""Frame version of packets whose first token rows also travel whole in the protected encoding."""
 PART_ENCODINGS = ("float32", "float16", "bfloat16", "int8", "int4")
 """Encodings either part of a protected packet may use."""
 
 _HEADER_KEYS = frozenset({"session_id", "split_k", "position_start", "shape", "main", "protected"})
+_HEADER_KEYS_V3 = _HEADER_KEYS | {"tokens"}
 _INDEX = np.dtype("<u4")
 
 
 @dataclass(frozen=True, eq=False)
 class ProtectedPacket:
-    """A hidden state ``[..., hidden]`` as two version-1 payloads: the protected channels and the rest."""
+    """A hidden state ``[..., hidden]`` as version-1 payloads: protected channels, protected token rows, the rest."""
 
     channels: tuple[int, ...]
     """Protected channel indices, in the order their values are sent (distinct, below ``hidden``)."""
     protected: ActivationPacket
-    """The protected channels' values, shape ``shape[:-1] + [M]``."""
+    """The protected channels' values of rows N.., shape ``[*lead, T - N, M]`` (no tokens: ``shape[:-1] + [M]``)."""
     main: ActivationPacket
-    """Every other channel in increasing index order, shape ``shape[:-1] + [hidden - M]``."""
+    """Every other channel of rows N.. in increasing index order, shape ``[*lead, T - N, hidden - M]``."""
+    tokens: ActivationPacket | None = None
+    """The first N rows whole, shape ``[*lead, N, hidden]`` (version 3); None: no protected rows (version 2)."""
 
     def __post_init__(self) -> None:
-        for name in ("protected", "main"):
-            part = getattr(self, name)
+        parts = {"protected": self.protected, "main": self.main} | ({"tokens": self.tokens} if self.tokens else {})
+        for name, part in parts.items():
             if not isinstance(part, ActivationPacket) or part.encoding not in PART_ENCODINGS:
                 raise PacketError(f"the {name} part must be an ActivationPacket with an encoding in {PART_ENCODINGS}")
-        p, m = self.protected, self.main
-        if (p.session_id, p.split_k, p.position_start, p.shape[:-1]) != (m.session_id, m.split_k, m.position_start,
-                                                                       m.shape[:-1]):
-            raise PacketError("the protected and main parts must share session, split, position and leading dims")
+        p, m, t = self.protected, self.main, self.tokens
+        if any((q.session_id, q.split_k, q.position_start) != (m.session_id, m.split_k, m.position_start)
+               for q in parts.values()) or p.shape[:-1] != m.shape[:-1]:
+            raise PacketError("the parts must share session, split, position and leading dims")
         if p.split_k < 1:
             raise PacketError(f"protected packets carry hidden states (split_k >= 1), got split_k={p.split_k}")
-        _check_channels(self.channels, p.shape[-1] + m.shape[-1])
+        if t is not None and (len(t.shape) < 2 or t.shape[:-2] != m.shape[:-2] or t.shape[-2] < 1
+                              or t.shape[-1] != p.shape[-1] + m.shape[-1]):
+            raise PacketError(f"the token part must be [*lead, N >= 1, hidden] with the main part's leading dims, got "
+                              f"{list(t.shape)} for main {list(m.shape)} and {p.shape[-1]} protected channels")
+        _check_channels(self.channels, p.shape[-1] + m.shape[-1], 0 if t is not None else 1)
         if len(self.channels) != p.shape[-1]:
             raise PacketError(f"{len(self.channels)} channel indices for a protected part of {p.shape[-1]} channels")
 
     @classmethod
     def from_tensor(cls, x: torch.Tensor, channels: tuple[int, ...] | list[int], *, session_id: str, split_k: int,
-                    position_start: int = 0, encoding: str = "float32",
-                    protected_encoding: str = "float32") -> ProtectedPacket:
-        """Split ``x`` ``[..., hidden]`` into ``x[..., channels]`` and the rest and encode each part."""
+                    position_start: int = 0, encoding: str = "float32", protected_encoding: str = "float32",
+                    tokens: int = 0) -> ProtectedPacket:
+        """Split ``x`` ``[..., hidden]`` into its first ``tokens`` rows, ``x[..., tokens:, channels]`` and the rest."""
         if not isinstance(x, torch.Tensor) or x.dim() == 0 or not x.is_floating_point():
             raise ValueError("ProtectedPacket.from_tensor needs a floating-point tensor [..., hidden]")
         for name, enc in (("encoding", encoding), ("protected_encoding", protected_encoding)):
             if enc not in PART_ENCODINGS:
                 raise ValueError(f"{name} must be one of {PART_ENCODINGS}, got {enc!r}")
-        chosen = _check_channels(tuple(channels), int(x.shape[-1]))
+        if type(tokens) is not int or tokens < 0 or (tokens and (x.dim() < 2 or tokens > x.shape[-2])):
+            raise ValueError(f"tokens must be an int in 0..T of a [..., T, hidden] tensor, got {tokens!r} for "
+                             f"shape {list(x.shape)}")
+        chosen = _check_channels(tuple(channels), int(x.shape[-1]), 0 if tokens else 1)
         rest = rest_channels(chosen, int(x.shape[-1]))
         fields = {"session_id": session_id, "split_k": split_k, "position_start": position_start}
-        protected = ActivationPacket.from_tensor(x[..., list(chosen)], encoding=protected_encoding, **fields)
-        main = ActivationPacket.from_tensor(x[..., rest], encoding=encoding, **fields)
-        return cls(chosen, protected, main)
+        body = x[..., tokens:, :] if tokens else x
+        part_encoding = protected_encoding if chosen else "float32"  # an empty part: 0 bytes
+        protected = ActivationPacket.from_tensor(body[..., list(chosen)], encoding=part_encoding, **fields)
+        main = ActivationPacket.from_tensor(body[..., rest], encoding=encoding, **fields)
+        head = ActivationPacket.from_tensor(x[..., :tokens, :], encoding=protected_encoding, **fields) \
+            if tokens else None
+        return cls(chosen, protected, main, head)
 
     def to_tensor(self) -> torch.Tensor:
-        """The reassembled float32 tensor ``[..., hidden]``: every value back at its channel."""
+        """The reassembled float32 tensor ``[..., hidden]``: every value back at its channel and row."""
+        n = self.token_rows
         out = torch.empty(self.shape, dtype=torch.float32)
-        out[..., list(self.channels)] = self.protected.to_tensor()
-        out[..., rest_channels(self.channels, self.hidden_size)] = self.main.to_tensor()
+        body = out[..., n:, :] if n else out
+        body[..., list(self.channels)] = self.protected.to_tensor()
+        body[..., rest_channels(self.channels, self.hidden_size)] = self.main.to_tensor()
+        if self.tokens is not None:
+            out[..., :n, :] = self.tokens.to_tensor()
         return out
+
+    @property
+    def token_rows(self) -> int:
+        """Leading rows sent whole (N; 0 for a version-2 packet)."""
+        return 0 if self.tokens is None else self.tokens.shape[-2]
+
+    @property
+    def version(self) -> int:
+        """Frame format version: 3 with protected token rows, else 2."""
+        return PROTECTED_FORMAT_VERSION if self.tokens is None else TOKENS_FORMAT_VERSION
 
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape of the whole tensor."""
-        return (*self.main.shape[:-1], self.hidden_size)
+        if self.tokens is None:
+            return (*self.main.shape[:-1], self.hidden_size)
+        return (*self.main.shape[:-2], self.token_rows + self.main.shape[-2], self.hidden_size)
 
     @property
     def hidden_size(self) -> int:
@@ -127,8 +166,9 @@ class ProtectedPacket:
 
     @property
     def payload_bytes(self) -> int:
-        """Index list plus both parts' payloads (scales included)."""
-        return _INDEX.itemsize * len(self.channels) + self.protected.payload_bytes + self.main.payload_bytes
+        """Index list plus every part's payload (scales included)."""
+        head = self.tokens.payload_bytes if self.tokens is not None else 0
+        return _INDEX.itemsize * len(self.channels) + self.protected.payload_bytes + head + self.main.payload_bytes
 
     @property
     def nbytes(self) -> int:
@@ -136,14 +176,16 @@ class ProtectedPacket:
         return len(self.encode())
 
     def encode(self) -> bytes:
-        """The full version-2 frame."""
+        """The full version-2 or version-3 frame."""
         return self._frame
 
     @cached_property
     def _frame(self) -> bytes:
         header = _header_json(self)
-        parts = [np.asarray(self.channels, dtype=_INDEX).tobytes(), self.protected.payload, self.main.payload]
-        head = _HEAD.pack(MAGIC, PROTECTED_FORMAT_VERSION, len(header))
+        head_part = [self.tokens.payload] if self.tokens is not None else []
+        parts = [np.asarray(self.channels, dtype=_INDEX).tobytes(), self.protected.payload, *head_part,
+                 self.main.payload]
+        head = _HEAD.pack(MAGIC, self.version, len(header))
         crc = zlib.crc32(header, zlib.crc32(head))
         for part in parts:
             crc = zlib.crc32(part, crc)
@@ -151,7 +193,8 @@ class ProtectedPacket:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, limits: PacketLimits = DEFAULT_LIMITS) -> ProtectedPacket:
-        """Parse and fully verify one version-2 frame; raises :class:`PacketError` for anything malformed."""
+        """Parse and fully verify one version-2 or version-3 frame; raises :class:`PacketError` for anything
+        malformed."""
         if not isinstance(limits, PacketLimits):
             raise TypeError(f"limits must be a PacketLimits, got {type(limits).__name__}")
         view = _immutable_view(data)
@@ -163,39 +206,40 @@ class ProtectedPacket:
         magic, version, header_len, crc = _PRELUDE.unpack_from(view)
         if magic != MAGIC:
             raise PacketError(f"bad magic {magic!r}, expected {MAGIC!r}")
-        if version != PROTECTED_FORMAT_VERSION:
-            raise PacketError(f"format version {version} is not a protected frame (version "
-                              f"{PROTECTED_FORMAT_VERSION}); read any frame with edgesplit.packet.decode_frame")
+        if version not in _VERSIONS:
+            raise PacketError(f"format version {version} is not a protected frame (versions {list(_VERSIONS)}); read "
+                              "any frame with edgesplit.packet.decode_frame")
         if header_len > limits.max_header_bytes:
             raise PacketError(f"header is {header_len} bytes, over the limit of {limits.max_header_bytes}")
         start = _PRELUDE.size + header_len
         if start > size:
             raise PacketError(f"truncated frame: header needs {header_len} bytes, {size - _PRELUDE.size} left")
-        obj = _parse_header(view[_PRELUDE.size:start])
-        shape, count = tuple(obj["shape"]), obj["protected"]["count"]
-        _check_limits(shape, limits)
-        p_shape, m_shape = (*shape[:-1], count), (*shape[:-1], shape[-1] - count)
-        sizes = (4 * count, payload_len(obj["protected"]["encoding"], p_shape),
-                 payload_len(obj["main"]["encoding"], m_shape))
-        if size - start != sum(sizes):
-            kind = "truncated" if size - start < sum(sizes) else "trailing bytes after"
-            raise PacketError(f"{kind} payload: expected {sum(sizes)} bytes, got {size - start}")
+        obj = _parse_header(view[_PRELUDE.size:start], version)
+        _check_limits(tuple(obj["shape"]), limits)
+        shapes = _part_shapes(obj)
+        encodings = {name: obj[name]["encoding"] for name in shapes}
+        sizes = {"indices": 4 * obj["protected"]["count"]} | \
+            {name: payload_len(encodings[name], shape) for name, shape in shapes.items()}
+        if size - start != sum(sizes.values()):
+            kind = "truncated" if size - start < sum(sizes.values()) else "trailing bytes after"
+            raise PacketError(f"{kind} payload: expected {sum(sizes.values())} bytes, got {size - start}")
         if zlib.crc32(view[_CRC_FIELD.stop:], zlib.crc32(view[:_CRC_FIELD.start])) != crc:
             raise PacketError("CRC32 mismatch: the frame is corrupted")
-        channels = tuple(int(c) for c in np.frombuffer(view, dtype=_INDEX, count=count, offset=start))
-        fields = (obj["session_id"], obj["split_k"], obj["position_start"])
-        at = start + sizes[0]
-        protected = ActivationPacket(*fields, p_shape, obj["protected"]["encoding"], view[at:at + sizes[1]])
-        main = ActivationPacket(*fields, m_shape, obj["main"]["encoding"], view[at + sizes[1]:])
-        return cls(channels, protected, main)
+        channels = tuple(int(c) for c in np.frombuffer(view, dtype=_INDEX, count=sizes["indices"] // 4, offset=start))
+        fields, parts, at = (obj["session_id"], obj["split_k"], obj["position_start"]), {}, start + sizes["indices"]
+        for name, shape in shapes.items():  # in wire order: protected, tokens, main
+            parts[name] = ActivationPacket(*fields, shape, encodings[name], view[at:at + sizes[name]])
+            at += sizes[name]
+        return cls(channels, parts["protected"], parts["main"], parts.get("tokens"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProtectedPacket):
             return NotImplemented
-        return (self.channels, self.protected, self.main) == (other.channels, other.protected, other.main)
+        return (self.channels, self.protected, self.main, self.tokens) == \
+            (other.channels, other.protected, other.main, other.tokens)
 
     def __hash__(self) -> int:
-        return hash((self.channels, self.protected, self.main))
+        return hash((self.channels, self.protected, self.main, self.tokens))
 
 
 def rest_channels(channels: tuple[int, ...], hidden: int) -> list[int]:
@@ -206,16 +250,19 @@ def rest_channels(channels: tuple[int, ...], hidden: int) -> list[int]:
 
 def decode_frame(data: bytes | bytearray | memoryview,
                  limits: PacketLimits = DEFAULT_LIMITS) -> ActivationPacket | ProtectedPacket:
-    """Decode a version-1 (:class:`ActivationPacket`) or version-2 (:class:`ProtectedPacket`) frame."""
+    """Decode a version-1 (:class:`ActivationPacket`) or version-2 / 3 (:class:`ProtectedPacket`) frame."""
     view = _immutable_view(data)
-    if view.nbytes > 4 and view[4] == PROTECTED_FORMAT_VERSION:
+    if view.nbytes > 4 and view[4] in _VERSIONS:
         return ProtectedPacket.decode(view, limits)
     return ActivationPacket.decode(view, limits)  # version 1, or the clear error for anything else
 
 
-def _check_channels(channels: tuple[Any, ...], hidden: int) -> tuple[int, ...]:
-    if not 1 <= len(channels) <= hidden:
-        raise PacketError(f"a protected packet needs 1 to {hidden} channel indices, got {len(channels)}")
+_VERSIONS = (PROTECTED_FORMAT_VERSION, TOKENS_FORMAT_VERSION)
+
+
+def _check_channels(channels: tuple[Any, ...], hidden: int, least: int = 1) -> tuple[int, ...]:
+    if not least <= len(channels) <= hidden:
+        raise PacketError(f"a protected packet needs {least} to {hidden} channel indices, got {len(channels)}")
     if any(type(c) is not int or not 0 <= c < hidden for c in channels):
         raise PacketError(f"channel indices must be ints in [0, {hidden}), got {list(channels)}")
     if len(set(channels)) != len(channels):
@@ -223,40 +270,61 @@ def _check_channels(channels: tuple[Any, ...], hidden: int) -> tuple[int, ...]:
     return channels
 
 
+def _part_shapes(obj: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Each part's shape, in wire order, from a validated header."""
+    shape, count = tuple(obj["shape"]), obj["protected"]["count"]
+    if "tokens" not in obj:
+        return {"protected": (*shape[:-1], count), "main": (*shape[:-1], shape[-1] - count)}
+    n, body = obj["tokens"]["count"], shape[-2] - obj["tokens"]["count"]
+    return {"protected": (*shape[:-2], body, count), "tokens": (*shape[:-2], n, shape[-1]),
+            "main": (*shape[:-2], body, shape[-1] - count)}
+
+
 def _header_json(packet: ProtectedPacket) -> bytes:
-    p, m = packet.protected, packet.main
+    p, m, t = packet.protected, packet.main, packet.tokens
     header = {"session_id": m.session_id, "split_k": m.split_k, "position_start": m.position_start,
               "shape": list(packet.shape),
               "main": {"encoding": m.encoding, "scales": _scales_descriptor(m.encoding, m.shape)},
               "protected": {"count": len(packet.channels), "encoding": p.encoding,
                             "scales": _scales_descriptor(p.encoding, p.shape)}}
+    if t is not None:
+        header["tokens"] = {"count": packet.token_rows, "encoding": t.encoding,
+                            "scales": _scales_descriptor(t.encoding, t.shape)}
     return json.dumps(header, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
-def _parse_header(raw: memoryview) -> dict[str, Any]:
+def _parse_header(raw: memoryview, version: int = PROTECTED_FORMAT_VERSION) -> dict[str, Any]:
     try:
         obj = json.loads(bytes(raw).decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
         raise PacketError(f"header is not valid UTF-8 JSON: {exc}") from exc
-    if not isinstance(obj, dict) or obj.keys() != _HEADER_KEYS:
+    keys = _HEADER_KEYS_V3 if version == TOKENS_FORMAT_VERSION else _HEADER_KEYS
+    if not isinstance(obj, dict) or obj.keys() != keys:
         got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-        raise PacketError(f"header must be an object with keys {sorted(_HEADER_KEYS)}, got {got}")
+        raise PacketError(f"version {version} header must be an object with keys {sorted(keys)}, got {got}")
     shape = _check_fields(obj["session_id"], obj["split_k"], obj["position_start"], obj["shape"], "float32")
     if obj["split_k"] < 1:
         raise PacketError(f"protected packets carry hidden states (split_k >= 1), got split_k={obj['split_k']}")
-    prot, main = obj["protected"], obj["main"]
-    if not isinstance(prot, dict) or prot.keys() != {"count", "encoding", "scales"}:
-        raise PacketError(f"'protected' must be an object with keys count, encoding, scales; got {prot!r}")
-    if not isinstance(main, dict) or main.keys() != {"encoding", "scales"}:
-        raise PacketError(f"'main' must be an object with keys encoding, scales; got {main!r}")
-    count = prot["count"]
-    if type(count) is not int or not 1 <= count <= shape[-1]:
-        raise PacketError(f"protected count must be an int in 1..{shape[-1]} (the hidden size), got {count!r}")
-    for name, part, width in (("protected", prot, count), ("main", main, shape[-1] - count)):
+    for name in sorted(keys - _FIELD_KEYS):
+        part, want = obj[name], {"encoding", "scales"} | ({"count"} if name != "main" else set())
+        if not isinstance(part, dict) or part.keys() != want:
+            raise PacketError(f"{name!r} must be an object with keys {', '.join(sorted(want))}; got {part!r}")
+    count, least = obj["protected"]["count"], 0 if "tokens" in obj else 1
+    if type(count) is not int or not least <= count <= shape[-1]:
+        raise PacketError(f"protected count must be an int in {least}..{shape[-1]} (the hidden size), got {count!r}")
+    if "tokens" in obj:
+        n = obj["tokens"]["count"]
+        if len(shape) < 2 or type(n) is not int or not 1 <= n <= shape[-2]:
+            raise PacketError(f"tokens count must be an int in 1..T of a [..., T, hidden] shape, got {n!r} for "
+                              f"shape {list(shape)}")
+    for name, part_shape in _part_shapes(obj).items():
+        part = obj[name]
         if part["encoding"] not in PART_ENCODINGS:
             raise PacketError(f"{name} encoding must be one of {PART_ENCODINGS}, got {part['encoding']!r}")
-        expected = _scales_descriptor(part["encoding"], (*shape[:-1], width))
+        expected = _scales_descriptor(part["encoding"], part_shape)
         if part["scales"] != expected or _types(part["scales"]) != _types(expected):
             raise PacketError(f"{name} scales descriptor {part['scales']!r} does not match: expected {expected}")
     return obj
 
+
+_FIELD_KEYS = frozenset({"session_id", "split_k", "position_start", "shape"})

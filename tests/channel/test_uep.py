@@ -44,7 +44,7 @@ def test_reassembly_keeps_channel_order() -> None:
     x, channels = _x(), (9, 1, 40, 5)
     protected, main = Negate(), NoImpairment()
     out = ProtectedImpairment(main=main, protected=protected, channels=channels, copies=2,
-                              combine="mean").apply(x, STATE, 0).x
+                              combine="mean", tokens=0).apply(x, STATE, 0).x
     assert len(protected.seen) == 2  # one transmission per copy
     assert torch.equal(protected.seen[0], x[..., list(channels)])  # sent in the table's order
     rest = [c for c in range(64) if c not in channels]
@@ -54,7 +54,7 @@ def test_reassembly_keeps_channel_order() -> None:
 
 def test_main_part_gets_the_other_channels_in_index_order() -> None:
     x, main = _x(), Negate()
-    ProtectedImpairment(main=main, channels=(3, 2)).apply(x, STATE, 0)
+    ProtectedImpairment(main=main, channels=(3, 2), tokens=0).apply(x, STATE, 0)
     assert torch.equal(main.seen[0], x[..., [c for c in range(64) if c not in (2, 3)]])
 
 
@@ -98,7 +98,7 @@ def test_per_split_table() -> None:
 def test_dropout_bits_and_overhead() -> None:
     x = _x((1, 10, 64))
     imp = ProtectedImpairment(main=DropoutImpairment(0.1), protected=DropoutImpairment(0.1), channels=(1, 2),
-                              copies=3, element_bits=16)
+                              copies=3, element_bits=16, tokens=0)
     s = imp.apply(x, STATE, 0).stats
     assert s["main_bits"] == 10 * 62 * 16 and s["protected_bits"] == 3 * 10 * 2 * 16 and s["side_bits"] == 64
     assert s["baseline_bits"] == 10 * 64 * 16
@@ -109,7 +109,7 @@ def test_dropout_bits_and_overhead() -> None:
 def test_digital_accounting_matches_the_unprotected_impairment() -> None:
     x, main = _x(), DigitalImpairment(bits=8, modulation="qpsk")
     s = ProtectedImpairment(main=main, protected=DigitalImpairment(bits=16, modulation="bpsk"),
-                            channels=(4,)).apply(x, STATE, 0).stats
+                            channels=(4,), tokens=0).apply(x, STATE, 0).stats
     assert s["baseline_bits"] == main.apply(x, STATE, 0).stats["bits_sent"]
     assert s["protected_bits"] == 32 * 16 + 32 * 32  # 16-bit codes + one scale per token vector
     uses = (32 * 63 * 8 + 32 * 32) / 2 + (32 * 16 + 32 * 32) / 1 + 32
@@ -122,7 +122,7 @@ def test_taking_an_outlier_out_shrinks_the_main_quantisation_step() -> None:
     clean = ChannelState(mean_snr_db=60.0)
     plain = DigitalImpairment(bits=8).apply(x, clean, 0)
     split = ProtectedImpairment(main=DigitalImpairment(bits=8), protected=DigitalImpairment(bits=8),
-                                channels=(11,)).apply(x, clean, 0)
+                                channels=(11,), tokens=0).apply(x, clean, 0)
     assert split.stats["main_absmax_ratio"] < 0.05
     assert split.stats["mse"] < plain.stats["mse"] / 100
 
