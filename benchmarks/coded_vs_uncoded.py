@@ -22,8 +22,8 @@ Rewards (:mod:`edgesplit.reward`, scored from profile rows as :mod:`rllib_env` s
 over the rows' settings and log-perplexity ratios): ``paper`` (the RL default: 10.5·(PPL0−PPL)/PPL0 + (L−k)/L; no
 latency term), ``latency-energy`` (−10·log(PPL/PPL0) − latency_s − UE energy_j, phone-soc) and ``latency-orin``
 (``latency-energy`` on a jetson-agx-orin UE, energy weight 0, quality metric ``kl``: −10·KL(clean‖split) −
-latency_s). The last asks the question the presets cannot: on a phone the UE's layers cost ~30 ms + 24 mJ each, so
-local execution (0.9 s, 0.7 J) never competes with an uplink of at most ~0.1 s, and the uplink message is the same
+latency_s). The last asks the question the presets cannot: on a phone the UE's layers cost ~25 ms + 20 mJ each, so
+local execution (0.74 s, 0.59 J) never competes with an uplink of at most ~0.1 s, and the uplink message is the same
 for every 1 ≤ k < L, so its time shifts every offloading split alike; on the Orin the whole prefill runs in ~27 ms,
 as long as the uplink. KL because perplexity on a few hundred tokens can reward a distortion (8-bit quantisation
 at k = 16 lowered perplexity 8 % on the default run's 254 scored tokens with KL 0.05 nats and top-1 89 %), which
