@@ -19,6 +19,10 @@ tail (clean pass once: :func:`edgesplit.profile.prepare_windows`). Families and 
   block, no HARQ, link adaptation at 10 % BLER, 10 dB; ``uep`` = outlier channels sent twice (in different transport
   blocks); ``--coded-protected '{"target_bler": 0.01}'`` tries a lower MCS instead.
 
+Every family also has ``uep_tokens`` = ``uep`` plus the first ``--protect-tokens`` positions of each window (the
+attention sink; default 1, 0 drops the method) sent whole through the same protected path, and the control
+``tokens_only`` = those positions alone, no channels.
+
 A cell is catastrophic when its perplexity exceeds 2x the clean perplexity. Printed per family and method: cells,
 catastrophic count and rate (95 % Clopper-Pearson), mean / median / worst perplexity, extra bits and airtime over the
 unprotected scheme; then the cut in catastrophic rate with the worst seed. Writes ``cells.parquet``, ``summary.csv``,
@@ -57,7 +61,10 @@ from edgesplit.split import EdgeTail  # noqa: E402
 
 WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 CODED_MAIN = {"bits": 8, "channel": "rayleigh", "max_transmissions": 1, "target_bler": 0.1}
-COLORS = {"unprotected": "C3", "uep": "C0", "uep_random": "C7", "split_only": "C2"}
+COLORS = {"unprotected": "C3", "uep": "C0", "uep_random": "C7", "split_only": "C2", "uep_tokens": "C4",
+          "tokens_only": "C8"}
+PROTECTING = ("uep", "uep_tokens")
+"""Methods whose cut over unprotected is reported against the target."""
 
 
 def parse_args() -> argparse.Namespace:
@@ -81,6 +88,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--coded-main", default=json.dumps(CODED_MAIN))
     p.add_argument("--coded-protected", default="{}", help="overrides of --coded-main for the protected part")
     p.add_argument("--coded-copies", type=int, default=2)
+    p.add_argument("--protect-tokens", type=int, default=1, help="leading positions uep_tokens sends whole (0: off)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--replot", action="store_true", help="reprint and replot the cells.parquet under --out")
     p.add_argument("--out", type=Path, default=Path("runs/uep_benefit"))
@@ -126,12 +134,18 @@ def methods(args: argparse.Namespace, family: str, table: dict, rand: dict) -> t
         main = {"kind": "coded", **json.loads(args.coded_main)}
         prot, copies = {**main, **json.loads(args.coded_protected)}, args.coded_copies
         state = ChannelState(mean_snr_db=args.snr_db)
-    out = {"unprotected": make_impairment(**main),
-           "uep": make_impairment("protected", main=main, protected=prot, channels=table, copies=copies)}
+    def protect(channels, tokens: int = 0, protected=prot, n: int = copies):
+        return make_impairment("protected", main=main, protected=protected, channels=channels, copies=n, tokens=tokens)
+
+    out = {"unprotected": make_impairment(**main), "uep": protect(table)}
+    if args.protect_tokens:
+        out["uep_tokens"] = protect(table, args.protect_tokens)
     if args.controls:
-        out["uep_random"] = make_impairment("protected", main=main, protected=prot, channels=rand, copies=copies)
+        out["uep_random"] = protect(rand)
+        if args.protect_tokens:
+            out["tokens_only"] = protect({k: () for k in table}, args.protect_tokens)
         if family == "digital":
-            out["split_only"] = make_impairment("protected", main=main, protected=main, channels=table)
+            out["split_only"] = protect(table, protected=main, n=1)
     return out, state
 
 
@@ -161,7 +175,7 @@ def evaluate_cell(model, prepared, k: int, impairment, state: ChannelState, seed
         count += clean.targets.numel()
     mean = {key: float(np.mean([s.get(key, math.nan) for s in stats])) for key in
             ("extra_bits_ratio", "extra_airtime_ratio", "main_absmax_ratio", "protected_erased_fraction",
-             "protected_channels")}
+             "protected_channels", "protected_tokens")}
     return {"perplexity": math.exp(nll / count), "kl_nats": kl / count, "top1_agreement": agree / count, **mean}
 
 
@@ -187,10 +201,10 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cut_report(cells: pd.DataFrame, family: str) -> str:
-    """Catastrophic-rate cut of uep over unprotected, pooled and per seed, with UEP's worst seed."""
+def cut_report(cells: pd.DataFrame, family: str, method: str = "uep") -> str:
+    """Catastrophic-rate cut of ``method`` over unprotected, pooled and per seed, with its worst seed."""
     f = cells[cells.family == family]
-    base, uep = f[f.method == "unprotected"], f[f.method == "uep"]
+    base, uep = f[f.method == "unprotected"], f[f.method == method]
     xb, xu, n = int(base.catastrophic.sum()), int(uep.catastrophic.sum()), len(base)
     pooled = f"{xb}/{n} -> {xu}/{n}: " + (f"{xb / xu:.1f}x" if xu else
                                          (f"no UEP event (>= {xb / 3:.1f}x at 95 %, rule of three)" if xb else "n/a"))
@@ -200,13 +214,13 @@ def cut_report(cells: pd.DataFrame, family: str) -> str:
         per_seed.append((u, -b, seed, b))
     u, _, seed, b = max(per_seed)  # the seed where UEP fails most (ties: the one with the fewest baseline events)
     seeds = ", ".join(f"s{s}: {b}->{u}" for u, _, s, b in sorted(per_seed, key=lambda t: t[2]))
-    worst = f"UEP's worst seed s{seed}: {b}->{u} of {len(base[base.seed == seed])}"
-    return f"{family}: catastrophic {pooled} | per seed {seeds} | {worst}"
+    worst = f"{method}'s worst seed s{seed}: {b}->{u} of {len(base[base.seed == seed])}"
+    return f"{family} {method}: catastrophic {pooled} | per seed {seeds} | {worst}"
 
 
-def verdict(summary: pd.DataFrame, family: str) -> str:
-    """Whether UEP met the target (>= 10x fewer catastrophic cells at <= 5 % extra bits and airtime)."""
-    row = summary[(summary.family == family) & (summary.method == "uep")].iloc[0]
+def verdict(summary: pd.DataFrame, family: str, method: str = "uep") -> str:
+    """Whether ``method`` met the target (>= 10x fewer catastrophic cells at <= 5 % extra bits and airtime)."""
+    row = summary[(summary.family == family) & (summary.method == method)].iloc[0]
     xb = int(summary[(summary.family == family) & (summary.method == "unprotected")].iloc[0].catastrophic)
     xu = int(row.catastrophic)
     budget = max(row.max_extra_bits, row.max_extra_airtime) <= 0.05
@@ -303,8 +317,9 @@ def report(cells: pd.DataFrame, out: Path) -> None:
           f"{sorted(cells.k.unique().tolist())}; seeds {sorted(cells.seed.unique().tolist())}")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for family in dict.fromkeys(cells.family):
-        print(cut_report(cells, family))
-        print("   " + verdict(summary, family))
+        for method in [m for m in PROTECTING if m in set(cells[cells.family == family].method)]:
+            print(cut_report(cells, family, method))
+            print("   " + verdict(summary, family, method))
     print(f"wrote {out}: cells.parquet, summary.csv, config.json, outliers.json, {', '.join(p.name for p in paths)}")
 
 

@@ -16,28 +16,32 @@ channel. Typical uses:
 - the coded NR link: ``main={"kind": "coded", ...}`` and ``protected`` the same link (repetition: each copy in its
   own transport blocks) or a lower MCS (any impairment kind works: specs are built with :func:`make_impairment`).
 
-Token protection: the massive activations sit on the sequence's first token (the attention sink), and on the rest of
-that token's channels the tail depends too, so the rows of a packet at sequence positions ``< tokens`` travel whole
-(every channel, ``copies`` times, the same combining rule) through ``protected``; the other rows keep the per-channel
-split. Only true leading positions count: :meth:`ProtectedImpairment.at_position` says where the packet starts
-(:class:`~edgesplit.link.ImpairedLink` calls it per packet with its ``position_start``), so a decode step (one token at
-position > 0) protects no row. Rows are axis -2 (``[..., tokens, hidden]``); a 1-D vector has no token axis.
+Token protection: the massive activations sit on the sequence's first token (the attention sink), and the tail
+depends on the rest of that token's vector too, so the rows of a packet at sequence positions ``< tokens`` travel
+whole through ``protected`` (``copies`` times, the same combining rule): their outlier channels with every row's, in
+the channel part, and their other channels as a second protected part (a separate call of ``protected`` per copy,
+its own absmax scale per row: one scale over the whole sink vector would be set by its ~10⁴ outlier and quantise
+every other channel of it to 0). The other rows keep the per-channel split. Only true leading positions count:
+:meth:`ProtectedImpairment.at_position` says where the packet starts (:class:`~edgesplit.link.ImpairedLink` calls it
+per packet with its ``position_start``), so a decode step (one token at position > 0) protects no row. Rows are axis
+-2 (``[..., tokens, hidden]``); a 1-D vector has no token axis.
 
 The channels differ per split, so ``channels`` is either one index tuple or a per-split table ``{k: indices}`` (e.g.
 :meth:`edgesplit.quality.outliers.OutlierTable.channels_by_split`); :meth:`ProtectedImpairment.for_split` picks the
 split, and :class:`~edgesplit.link.ImpairedLink` calls it with the split it carries. Random draws, from the one
-generator: ``main`` (the unprotected rows' other channels), then every copy of the protected channels (those rows),
-then every copy of the protected token rows: same seed, same result.
+generator: ``main`` (the other channels of the unprotected rows), then every copy of the protected channels (every
+row), then every copy of the protected rows' other channels: same seed, same result.
 
 Stats: each part's own stats prefixed ``main.`` / ``protected.`` / ``tokens.`` (the mean over copies); ``main_bits``,
-``protected_bits`` (every copy of the channels and of the token rows, with their own scales), ``protected_token_bits``
-(the token rows' share), ``side_bits`` (32 bits per protected channel index, plus 32 for the protected-token count when
-a packet has protected rows), ``baseline_bits`` (``main`` alone on every element at the same settings),
-``extra_bits_ratio`` (total / baseline - 1) and the same for channel uses (``extra_airtime_ratio``; pricing in
-:mod:`edgesplit.channel.uep_cost`), ``protected_channels``, ``protected_tokens`` (rows sent whole),
-``protected_erased_fraction`` (protected elements with a non-zero input that arrived as 0), ``main_absmax_ratio``
-(mean over the main stream's tokens of its absmax over the whole vector's absmax: how much its quantisation step
-shrinks) and ``mse``.
+``protected_bits`` (every copy of the channels and of the token rows' other channels, with their own scales),
+``protected_token_bits`` (the token rows' share), ``side_bits`` (32 bits per protected channel index, plus 32 for the
+protected-token count when a packet has protected rows), ``baseline_bits`` (``main`` alone on every element at the
+same settings), ``extra_bits_ratio`` (total / baseline - 1) and the same for channel uses (``extra_airtime_ratio``;
+pricing in :mod:`edgesplit.channel.uep_cost`), ``protected_channels``, ``protected_tokens`` (rows sent whole),
+``protected_erased_fraction`` (protected channel elements with a non-zero input that arrived as 0; quantising links
+count values that quantise to 0 too), ``tokens_erased_fraction`` (the same for the token rows' other channels),
+``main_absmax_ratio`` (mean over the main stream's tokens of its absmax over the whole vector's absmax: how much its
+quantisation step shrinks) and ``mse``.
 """
 
 from __future__ import annotations
@@ -154,7 +158,7 @@ class ProtectedImpairment(Impairment):
     protected_encoding: str | None = None
     """Packet encoding of the protected part on the wire (None: the link's own encoding)."""
     tokens: int = TOKENS_DEFAULT
-    """Sequence positions ``< tokens`` (the attention sink) sent whole, every channel, through the protected path."""
+    """Sequence positions ``< tokens`` (the attention sink) sent whole (every channel) through the protected path."""
     position_start: int = 0
     """Sequence position of the first row of the next packet (set per packet by :meth:`at_position`)."""
 
@@ -219,59 +223,52 @@ class ProtectedImpairment(Impairment):
         chosen_set = set(chosen)
         rest = [c for c in range(hidden) if c not in chosen_set]
         n_tok = self.protected_rows(tuple(xf.shape))
-        body = xf[..., n_tok:, :] if n_tok else xf
-        send_body = body.numel() > 0 or not n_tok  # a packet protected whole sends no main / channel part
-        body_out, main_stats = torch.empty_like(body), {}
-        if rest and send_body:
+        body = xf[..., n_tok:, :] if n_tok else xf  # the rows whose other channels go through main
+        out, main_stats = torch.empty_like(xf), {}
+        if rest and (body.numel() or not n_tok):  # a packet protected whole sends no main part
             main_result = self.main.apply(body[..., rest], state, gen)
-            body_out[..., rest], main_stats = main_result.x.float(), main_result.stats
+            (out[..., n_tok:, :] if n_tok else out)[..., rest], main_stats = main_result.x.float(), main_result.stats
         stats = {f"main.{key}": value for key, value in main_stats.items()}
         copy_stats: dict[str, list[dict[str, float]]] = {"protected": [], "tokens": []}
-        erased = [0, 0]  # protected elements with a non-zero input: lost, all
-        if chosen and send_body:
-            values = body[..., list(chosen)]
-            body_out[..., list(chosen)], copy_stats["protected"] = self._send_copies(values, state, gen, erased)
-        out = body_out
-        if n_tok:  # the attention sink: whole token vectors, after the channels (generator order)
-            head_out, copy_stats["tokens"] = self._send_copies(xf[..., :n_tok, :], state, gen, erased)
-            out = torch.cat([head_out, body_out], dim=-2)
+        if chosen:  # every row's outlier channels, the sink's included
+            values = xf[..., list(chosen)]
+            out[..., list(chosen)], copy_stats["protected"], lost = self._send_copies(values, state, gen)
+            stats["protected_erased_fraction"] = lost
+        if n_tok and rest:  # the sink rows' other channels: the rest of the whole vector, after the channels
+            head = xf[..., :n_tok, :][..., rest]
+            out[..., :n_tok, rest], copy_stats["tokens"], stats["tokens_erased_fraction"] = \
+                self._send_copies(head, state, gen)
         for name, part_stats in copy_stats.items():
             stats |= {f"{name}.{key}": value for key, value in _mean_stats(part_stats).items()}
-        if erased[1] or copy_stats["protected"] or copy_stats["tokens"]:
-            stats["protected_erased_fraction"] = erased[0] / max(erased[1], 1)
-        n_prot = len(chosen) if send_body else 0
-        stats |= self._costs(_rows(body), _rows(xf) - _rows(body), len(rest), n_prot, hidden, main_stats,
-                             copy_stats, state)
+        stats |= self._costs(_rows(xf), _rows(body), n_tok and _rows(xf) - _rows(body), len(rest), len(chosen),
+                             main_stats, copy_stats, state)
         stats |= {"protected_tokens": float(n_tok), "main_absmax_ratio": _absmax_ratio(body, rest), "mse": mse(out, xf)}
         return ImpairmentResult(x=out.to(x.dtype), stats=stats)
 
-    def _send_copies(self, values: torch.Tensor, state: ChannelState, gen: torch.Generator,
-                     erased: list[int]) -> tuple[torch.Tensor, list[dict[str, float]]]:
-        """``copies`` transmissions of ``values`` (one call of ``protected`` each), combined by the rule; counts the
-        non-zero inputs that arrived as 0 into ``erased`` ([lost, all])."""
+    def _send_copies(self, values: torch.Tensor, state: ChannelState,
+                     gen: torch.Generator) -> tuple[torch.Tensor, list[dict[str, float]], float]:
+        """``copies`` transmissions of ``values`` (one call of ``protected`` each), combined by the rule; with the
+        fraction of non-zero inputs that arrived as 0."""
         results = [self.protected.apply(values, state, gen) for _ in range(self.copies)]
         received = combine_copies(torch.stack([r.x.float() for r in results]), self.rule)
-        live = values != 0
-        erased[0] += int((live & (received == 0)).sum())
-        erased[1] += int(live.sum())
-        return received, [r.stats for r in results]
+        return received, [r.stats for r in results], _erased_fraction(values, received)
 
-    def _costs(self, rows: int, head_rows: int, n_rest: int, n_prot: int, hidden: int, main_stats: dict[str, float],
-               copy_stats: dict[str, list[dict[str, float]]], state: ChannelState) -> dict[str, float]:
+    def _costs(self, rows: int, body_rows: int, head_rows: int, n_rest: int, n_prot: int,
+               main_stats: dict[str, float], copy_stats: dict[str, list[dict[str, float]]],
+               state: ChannelState) -> dict[str, float]:
         """Bits and channel uses of every part, and of ``main`` alone on every element (the baseline)."""
         eb = self.element_bits
-        main_bits, main_uses = part_cost(self.main, rows, n_rest, main_stats, eb) if n_rest else (0.0, 0.0)
+        main_bits, main_uses = part_cost(self.main, body_rows, n_rest, main_stats, eb) if n_rest else (0.0, 0.0)
         prot = [part_cost(self.protected, rows, n_prot, st, eb) for st in copy_stats["protected"]]
-        prot += [part_cost(self.protected, head_rows, hidden, st, eb) for st in copy_stats["tokens"]]
-        tok_bits = sum(b for b, _ in prot[len(copy_stats["protected"]):])
-        prot_bits, prot_uses = sum(b for b, _ in prot), sum(u for _, u in prot)
-        base_bits, base_uses = part_cost(self.main, rows + head_rows, hidden, main_stats, eb,
-                                         sent=(rows, n_rest), state=state)
+        tok = [part_cost(self.protected, head_rows, n_rest, st, eb) for st in copy_stats["tokens"]]
+        prot_bits, prot_uses = sum(b for b, _ in prot + tok), sum(u for _, u in prot + tok)
+        base_bits, base_uses = part_cost(self.main, rows, n_rest + n_prot, main_stats, eb, sent=(body_rows, n_rest),
+                                         state=state)
         side = float(INDEX_BITS * n_prot + (TOKEN_COUNT_BITS if head_rows else 0))
         total_bits, total_uses = main_bits + prot_bits + side, main_uses + prot_uses + side
         return {"protected_channels": float(n_prot), "copies": float(self.copies), "main_bits": float(main_bits),
-                "protected_bits": float(prot_bits), "protected_token_bits": float(tok_bits), "side_bits": side,
-                "total_bits": float(total_bits), "baseline_bits": float(base_bits),
+                "protected_bits": float(prot_bits), "protected_token_bits": float(sum(b for b, _ in tok)),
+                "side_bits": side, "total_bits": float(total_bits), "baseline_bits": float(base_bits),
                 "extra_bits_ratio": _ratio(total_bits, base_bits), "main_channel_uses": float(main_uses),
                 "protected_channel_uses": float(prot_uses), "extra_airtime_ratio": _ratio(total_uses, base_uses)}
 
@@ -284,6 +281,11 @@ def _mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:
 
 def _ratio(total: float, baseline: float) -> float:
     return total / baseline - 1.0 if baseline else math.nan
+
+
+def _erased_fraction(values: torch.Tensor, received: torch.Tensor) -> float:
+    live = values != 0
+    return float((live & (received == 0)).sum()) / max(int(live.sum()), 1)
 
 
 def _rows(x: torch.Tensor) -> int:

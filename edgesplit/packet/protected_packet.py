@@ -15,12 +15,14 @@ Frame layout, versions 2 and 3 (all integers little-endian)::
     9        4     crc32, u32: zlib.crc32 of the whole frame except this field (as in version 1)
     13       H     header: a UTF-8 JSON object (below)
     13 + H   4M    the M protected channel indices, u32 each, in the order their values are sent
-    ...      Pp    protected part: x[..., N:, channels] (version 2: x[..., channels]) in its own encoding
-    ...      Pt    version 3 only, token part: x[..., :N, :], the first N rows whole (every channel), in its encoding
-    ...      Pm    main part: the other channels of rows N.. in increasing index order
+    ...      Pp    protected part: x[..., channels], every row, in its own encoding
+    ...      Pt    version 3 only, token part: the other channels of the first N rows, x[..., :N, rest], in its own
+                   encoding (with the protected part: the first N rows whole)
+    ...      Pm    main part: the other channels (``rest``, increasing index order) of rows N.., x[..., N:, rest]
 
-With ``shape = [*lead, T, hidden]`` the parts' shapes are ``[*lead, T - N, M]``, ``[*lead, N, hidden]`` and ``[*lead,
-T - N, hidden - M]`` (version 2: N = 0 and no token axis needed: ``shape[:-1] + [M]``, ``shape[:-1] + [hidden - M]``).
+The parts' shapes are ``shape[:-1] + [M]``, ``[*lead, N, hidden - M]`` and ``[*lead, T - N, hidden - M]`` for
+``shape = [*lead, T, hidden]`` (version 2: N = 0, ``shape[:-1] + [hidden - M]`` for the main part of any rank). The
+first rows' other channels travel apart from their outliers so that each part has its own absmax scale per row.
 The header has exactly the keys ``session_id``, ``split_k`` (>= 1: token ids are never split), ``position_start``
 and ``shape`` (as in version 1; the full tensor), ``main`` = ``{"encoding", "scales"}``, ``protected`` =
 ``{"count": M, "encoding", "scales"}`` and, version 3 only, ``tokens`` = ``{"count": N, "encoding", "scales"}``
@@ -82,11 +84,11 @@ class ProtectedPacket:
     channels: tuple[int, ...]
     """Protected channel indices, in the order their values are sent (distinct, below ``hidden``)."""
     protected: ActivationPacket
-    """The protected channels' values of rows N.., shape ``[*lead, T - N, M]`` (no tokens: ``shape[:-1] + [M]``)."""
+    """The protected channels' values of every row, shape ``shape[:-1] + [M]``."""
     main: ActivationPacket
     """Every other channel of rows N.. in increasing index order, shape ``[*lead, T - N, hidden - M]``."""
     tokens: ActivationPacket | None = None
-    """The first N rows whole, shape ``[*lead, N, hidden]`` (version 3); None: no protected rows (version 2)."""
+    """The other channels of the first N rows, ``[*lead, N, hidden - M]`` (version 3); None: no protected rows."""
 
     def __post_init__(self) -> None:
         parts = {"protected": self.protected, "main": self.main} | ({"tokens": self.tokens} if self.tokens else {})
@@ -95,14 +97,17 @@ class ProtectedPacket:
                 raise PacketError(f"the {name} part must be an ActivationPacket with an encoding in {PART_ENCODINGS}")
         p, m, t = self.protected, self.main, self.tokens
         if any((q.session_id, q.split_k, q.position_start) != (m.session_id, m.split_k, m.position_start)
-               for q in parts.values()) or p.shape[:-1] != m.shape[:-1]:
-            raise PacketError("the parts must share session, split, position and leading dims")
+               for q in parts.values()):
+            raise PacketError("the parts must share session, split and position")
         if p.split_k < 1:
             raise PacketError(f"protected packets carry hidden states (split_k >= 1), got split_k={p.split_k}")
-        if t is not None and (len(t.shape) < 2 or t.shape[:-2] != m.shape[:-2] or t.shape[-2] < 1
-                              or t.shape[-1] != p.shape[-1] + m.shape[-1]):
-            raise PacketError(f"the token part must be [*lead, N >= 1, hidden] with the main part's leading dims, got "
-                              f"{list(t.shape)} for main {list(m.shape)} and {p.shape[-1]} protected channels")
+        if t is None and p.shape[:-1] != m.shape[:-1]:
+            raise PacketError("the protected and main parts must share leading dims")
+        if t is not None and (min(len(p.shape), len(t.shape), len(m.shape)) < 2
+                              or not t.shape[:-2] == m.shape[:-2] == p.shape[:-2] or t.shape[-2] < 1
+                              or t.shape[-1] != m.shape[-1] or p.shape[-2] != t.shape[-2] + m.shape[-2]):
+            raise PacketError(f"with token rows the parts must be [*lead, T, M], [*lead, N >= 1, W] and "
+                              f"[*lead, T - N, W], got {list(p.shape)}, {list(t.shape)} and {list(m.shape)}")
         _check_channels(self.channels, p.shape[-1] + m.shape[-1], 0 if t is not None else 1)
         if len(self.channels) != p.shape[-1]:
             raise PacketError(f"{len(self.channels)} channel indices for a protected part of {p.shape[-1]} channels")
@@ -111,7 +116,7 @@ class ProtectedPacket:
     def from_tensor(cls, x: torch.Tensor, channels: tuple[int, ...] | list[int], *, session_id: str, split_k: int,
                     position_start: int = 0, encoding: str = "float32", protected_encoding: str = "float32",
                     tokens: int = 0) -> ProtectedPacket:
-        """Split ``x`` ``[..., hidden]`` into its first ``tokens`` rows, ``x[..., tokens:, channels]`` and the rest."""
+        """Split ``x`` ``[..., hidden]`` into ``x[..., channels]``, the first ``tokens`` rows' rest and the rest."""
         if not isinstance(x, torch.Tensor) or x.dim() == 0 or not x.is_floating_point():
             raise ValueError("ProtectedPacket.from_tensor needs a floating-point tensor [..., hidden]")
         for name, enc in (("encoding", encoding), ("protected_encoding", protected_encoding)):
@@ -123,23 +128,22 @@ class ProtectedPacket:
         chosen = _check_channels(tuple(channels), int(x.shape[-1]), 0 if tokens else 1)
         rest = rest_channels(chosen, int(x.shape[-1]))
         fields = {"session_id": session_id, "split_k": split_k, "position_start": position_start}
-        body = x[..., tokens:, :] if tokens else x
         part_encoding = protected_encoding if chosen else "float32"  # an empty part: 0 bytes
-        protected = ActivationPacket.from_tensor(body[..., list(chosen)], encoding=part_encoding, **fields)
-        main = ActivationPacket.from_tensor(body[..., rest], encoding=encoding, **fields)
-        head = ActivationPacket.from_tensor(x[..., :tokens, :], encoding=protected_encoding, **fields) \
+        protected = ActivationPacket.from_tensor(x[..., list(chosen)], encoding=part_encoding, **fields)
+        main = ActivationPacket.from_tensor((x[..., tokens:, :] if tokens else x)[..., rest], encoding=encoding,
+                                            **fields)
+        head = ActivationPacket.from_tensor(x[..., :tokens, :][..., rest], encoding=protected_encoding, **fields) \
             if tokens else None
         return cls(chosen, protected, main, head)
 
     def to_tensor(self) -> torch.Tensor:
         """The reassembled float32 tensor ``[..., hidden]``: every value back at its channel and row."""
-        n = self.token_rows
+        n, rest = self.token_rows, rest_channels(self.channels, self.hidden_size)
         out = torch.empty(self.shape, dtype=torch.float32)
-        body = out[..., n:, :] if n else out
-        body[..., list(self.channels)] = self.protected.to_tensor()
-        body[..., rest_channels(self.channels, self.hidden_size)] = self.main.to_tensor()
+        out[..., list(self.channels)] = self.protected.to_tensor()
+        (out[..., n:, :] if n else out)[..., rest] = self.main.to_tensor()
         if self.tokens is not None:
-            out[..., :n, :] = self.tokens.to_tensor()
+            out[..., :n, rest] = self.tokens.to_tensor()
         return out
 
     @property
@@ -155,9 +159,7 @@ class ProtectedPacket:
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape of the whole tensor."""
-        if self.tokens is None:
-            return (*self.main.shape[:-1], self.hidden_size)
-        return (*self.main.shape[:-2], self.token_rows + self.main.shape[-2], self.hidden_size)
+        return (*self.protected.shape[:-1], self.hidden_size)
 
     @property
     def hidden_size(self) -> int:
@@ -275,9 +277,9 @@ def _part_shapes(obj: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     shape, count = tuple(obj["shape"]), obj["protected"]["count"]
     if "tokens" not in obj:
         return {"protected": (*shape[:-1], count), "main": (*shape[:-1], shape[-1] - count)}
-    n, body = obj["tokens"]["count"], shape[-2] - obj["tokens"]["count"]
-    return {"protected": (*shape[:-2], body, count), "tokens": (*shape[:-2], n, shape[-1]),
-            "main": (*shape[:-2], body, shape[-1] - count)}
+    n, width = obj["tokens"]["count"], shape[-1] - count
+    return {"protected": (*shape[:-1], count), "tokens": (*shape[:-2], n, width),
+            "main": (*shape[:-2], shape[-2] - n, width)}
 
 
 def _header_json(packet: ProtectedPacket) -> bytes:

@@ -40,9 +40,9 @@ def test_token_rows_travel_whole_and_the_rest_per_channel() -> None:
                               tokens=2).apply(x, STATE, 0)
     rest = [c for c in range(64) if c not in channels]
     assert len(main.seen) == 1 and torch.equal(main.seen[0], x[..., 2:, rest])
-    assert len(protected.seen) == 4  # two copies of the channels, then two of the token rows
-    assert torch.equal(protected.seen[0], x[..., 2:, list(channels)])
-    assert torch.equal(protected.seen[2], x[..., :2, :])
+    assert len(protected.seen) == 4  # two copies of every row's channels, then two of the token rows' others
+    assert torch.equal(protected.seen[0], x[..., list(channels)])
+    assert torch.equal(protected.seen[2], x[..., :2, rest])
     assert torch.equal(out.x[..., :2, :], -x[..., :2, :])
     assert torch.equal(out.x[..., 2:, list(channels)], -x[..., 2:, list(channels)])
     assert torch.equal(out.x[..., 2:, rest], -x[..., 2:, rest])
@@ -68,8 +68,9 @@ def test_a_packet_protected_whole_sends_no_main_part() -> None:
     main, x = Negate(), _x((1, 1, 64))
     s = ProtectedImpairment(main=main, protected=DropoutImpairment(0.0), channels=(3,), copies=2,
                             element_bits=16).apply(x, STATE, 0)
-    assert main.seen == [] and s.stats["main_bits"] == 0.0 and s.stats["protected_channels"] == 0.0
-    assert s.stats["protected_bits"] == 2 * 64 * 16 and s.stats["side_bits"] == 32
+    assert main.seen == [] and s.stats["main_bits"] == 0.0 and s.stats["protected_channels"] == 1.0
+    assert s.stats["protected_bits"] == 2 * 64 * 16 and s.stats["side_bits"] == 32 + 32
+    assert s.stats["protected_token_bits"] == 2 * 63 * 16
     assert s.stats["baseline_bits"] == 64 * 16 and torch.equal(s.x, x)
 
 
@@ -86,7 +87,7 @@ def test_token_rows_are_lost_with_probability_p_to_the_r(copies: int) -> None:
     imp = ProtectedImpairment(main=DropoutImpairment(p), protected=DropoutImpairment(p), channels=(), copies=copies)
     s = imp.apply(x, STATE, 5).stats
     n, expected = 512 * 64, p**copies
-    assert abs(s["protected_erased_fraction"] - expected) < 4 * math.sqrt(expected * (1 - expected) / n)
+    assert abs(s["tokens_erased_fraction"] - expected) < 4 * math.sqrt(expected * (1 - expected) / n)
     assert s["tokens.erased_fraction"] == pytest.approx(p, abs=0.02)
 
 
@@ -95,10 +96,10 @@ def test_dropout_bits_and_overhead_with_a_token_row() -> None:
     imp = ProtectedImpairment(main=DropoutImpairment(0.1), protected=DropoutImpairment(0.1), channels=(1, 2),
                               copies=3, element_bits=16, tokens=1)
     s = imp.apply(x, STATE, 0).stats
-    assert s["main_bits"] == 9 * 62 * 16 and s["protected_token_bits"] == 3 * 64 * 16
-    assert s["protected_bits"] == 3 * 9 * 2 * 16 + 3 * 64 * 16 and s["side_bits"] == 2 * 32 + 32
+    assert s["main_bits"] == 9 * 62 * 16 and s["protected_token_bits"] == 3 * 62 * 16
+    assert s["protected_bits"] == 3 * 10 * 2 * 16 + 3 * 62 * 16 and s["side_bits"] == 2 * 32 + 32
     assert s["baseline_bits"] == 10 * 64 * 16
-    extra = 2 * 9 * 2 * 16 + 2 * 64 * 16 + 96  # what the copies and side information add
+    extra = 2 * 10 * 2 * 16 + 2 * 62 * 16 + 96  # what the copies and side information add
     assert s["extra_bits_ratio"] == pytest.approx(extra / (10 * 64 * 16))
     assert s["extra_airtime_ratio"] == pytest.approx(s["extra_bits_ratio"])
 
@@ -108,7 +109,7 @@ def test_digital_accounting_is_exact() -> None:
     s = ProtectedImpairment(main=main, protected=DigitalImpairment(bits=16, modulation="bpsk"), channels=(4,),
                             tokens=1).apply(x, STATE, 0).stats
     assert s["baseline_bits"] == main.apply(x, STATE, 0).stats["bits_sent"]
-    main_bits, prot, tok = 30 * 63 * 8 + 30 * 32, 30 * 16 + 30 * 32, 2 * 64 * 16 + 2 * 32  # 30 rows, 2 sink rows
+    main_bits, prot, tok = 30 * 63 * 8 + 30 * 32, 32 * 16 + 32 * 32, 2 * 63 * 16 + 2 * 32  # 30 rows, 2 sink rows
     assert s["main_bits"] == main_bits and s["protected_bits"] == prot + tok and s["protected_token_bits"] == tok
     total = main_bits + prot + tok + 64
     assert s["extra_bits_ratio"] == pytest.approx(total / s["baseline_bits"] - 1)
@@ -141,9 +142,10 @@ def test_coded_token_rows_and_the_baseline_of_a_packet_protected_whole() -> None
     imp = ProtectedImpairment(main=spec, protected=spec, channels=(0, 3), copies=2, tokens=1)
     x = _x((1, 24, 64))
     s = imp.apply(x, STATE, 0).stats
-    assert s["tokens.num_tbs"] >= 1 and s["protected_token_bits"] == 2 * (64 * 8 + 32)
+    assert s["tokens.num_tbs"] >= 1 and s["protected_token_bits"] == 2 * (62 * 8 + 32)
     whole = imp.apply(x[:, :1], STATE, 0).stats  # main sends nothing: its baseline at the link's own MCS
     sent = imp.main.apply(x[:, :1], STATE, 0).stats
     assert whole["baseline_bits"] == sent["payload_bits"]
     sent_res = sent["coded_bits_on_air"] / sent["modulation_order"]
-    assert whole["extra_airtime_ratio"] == pytest.approx(1.0 + 32 / sent_res)  # two copies and the count
+    # 2 copies of the outliers + 2 of the rest, one TB each, and the side information: 4 TBs for the baseline's 1
+    assert whole["extra_airtime_ratio"] == pytest.approx(3.0 + (2 * 32 + 32) / sent_res)

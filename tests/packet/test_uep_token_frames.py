@@ -36,36 +36,37 @@ def test_round_trip_every_encoding_pair(encoding: str, protected_encoding: str) 
     assert frame[4] == TOKENS_FORMAT_VERSION == decoded.version and decoded.token_rows == 2
     assert decoded.shape == (2, 5, 16) and decoded.nbytes == len(frame)
     x, out = _x(), decoded.to_tensor()
-    sink = ActivationPacket.from_tensor(x[..., :2, :], encoding=protected_encoding, **FIELDS).to_tensor()
-    assert torch.equal(out[..., :2, :], sink)  # the first rows whole, in the protected encoding
-    chans = ActivationPacket.from_tensor(x[..., 2:, [5, 0, 9]], encoding=protected_encoding, **FIELDS).to_tensor()
-    assert torch.equal(out[..., 2:, [5, 0, 9]], chans)
+    rest = [c for c in range(16) if c not in (5, 0, 9)]
+    sink = ActivationPacket.from_tensor(x[..., :2, rest], encoding=protected_encoding, **FIELDS).to_tensor()
+    assert torch.equal(out[..., :2, rest], sink)  # the first rows' other channels, in the protected encoding
+    chans = ActivationPacket.from_tensor(x[..., [5, 0, 9]], encoding=protected_encoding, **FIELDS).to_tensor()
+    assert torch.equal(out[..., [5, 0, 9]], chans)  # every row's outliers, as in version 2
 
 
 def test_float32_is_exact_and_the_parts_are_laid_out_as_documented() -> None:
     packet = _packet(1)
     assert torch.equal(packet.to_tensor(), _x())
-    assert packet.protected.shape == (2, 4, 3) and packet.tokens.shape == (2, 1, 16) and packet.main.shape == (2, 4, 13)
+    assert packet.protected.shape == (2, 5, 3) and packet.tokens.shape == (2, 1, 13) and packet.main.shape == (2, 4, 13)
     frame, indices = packet.encode(), np.asarray((5, 0, 9), dtype="<u4").tobytes()
     payload = frame[len(frame) - packet.payload_bytes:]
     assert payload == indices + bytes(packet.protected.payload) + bytes(packet.tokens.payload) + \
         bytes(packet.main.payload)
-    assert packet.payload_bytes == 4 * 3 + 4 * (2 * 4 * 3 + 2 * 16 + 2 * 4 * 13)
+    assert packet.payload_bytes == 4 * 3 + 4 * (2 * 5 * 3 + 2 * 1 * 13 + 2 * 4 * 13)
 
 
-def test_int8_sink_row_gets_its_own_scale() -> None:
+def test_int8_sink_row_keeps_the_main_streams_scale_granularity() -> None:
     x = _x()
     with_row = _packet(1, encoding="int8", protected_encoding="int8").to_tensor()
     without = ProtectedPacket.from_tensor(x, (5, 0, 9), encoding="int8", protected_encoding="int8",
                                           **FIELDS).to_tensor()
-    assert torch.equal(with_row[..., 1:, :], without[..., 1:, :])  # other rows: as in version 2
-    assert torch.allclose(with_row[..., 0, :], x[..., 0, :], rtol=0.0, atol=x[..., 0, :].abs().max() / 127)
+    assert torch.equal(with_row, without)  # same encodings: the same values, only the layout moved
 
 
 def test_no_channels_and_every_row_protected() -> None:
     only_rows = _packet(1, channels=(), protected_encoding="int8")
     assert only_rows.protected.payload_bytes == 0 and only_rows.protected.encoding == "float32"
     assert decode_frame(only_rows.encode()) == only_rows and only_rows.channels == ()
+    assert only_rows.tokens.shape == (2, 1, 16)
     whole = _packet(5, protected_encoding="float32")
     assert whole.main.shape == (2, 0, 13) and torch.equal(decode_frame(whole.encode()).to_tensor(), _x())
 
@@ -93,17 +94,18 @@ def _v3(**overrides: Any) -> dict[str, Any]:
                           | overrides))
 
 
-def _v3_payload(count: int = 1, rows: int = 1, main_rows: int = 1) -> bytes:
-    values = np.arange(main_rows * count, dtype="<f4").tobytes() + np.full(4 * rows, 7.0, dtype="<f4").tobytes()
-    return np.arange(count, dtype="<u4").tobytes() + values + np.ones(main_rows * (4 - count), dtype="<f4").tobytes()
+def _v3_payload(count: int = 1) -> bytes:
+    """Indices 0..count-1, those channels = 0, 1 (two rows), the first row's others = 7, the second row's = 1."""
+    values = np.arange(2 * count, dtype="<f4").tobytes() + np.full(4 - count, 7.0, dtype="<f4").tobytes()
+    return np.arange(count, dtype="<u4").tobytes() + values + np.ones(4 - count, dtype="<f4").tobytes()
 
 
 def test_crafted_version_3_frame_decodes() -> None:
     packet = decode_frame(build_frame(_v3(), _v3_payload(), version=3))
-    assert packet.token_rows == 1 and packet.to_tensor().tolist() == [[[7.0] * 4, [0.0, 1.0, 1.0, 1.0]]]
+    assert packet.token_rows == 1 and packet.to_tensor().tolist() == [[[0.0, 7.0, 7.0, 7.0], [1.0, 1.0, 1.0, 1.0]]]
     empty = decode_frame(build_frame(_v3(protected={"count": 0, "encoding": "float32", "scales": None}),
                                      _v3_payload(0), version=3))
-    assert empty.channels == () and empty.to_tensor()[0, 1].tolist() == [1.0] * 4
+    assert empty.channels == () and empty.to_tensor().tolist() == [[[7.0] * 4, [1.0] * 4]]
 
 
 @pytest.mark.parametrize(("frame", "match"), [
