@@ -58,9 +58,10 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
-# The main suite (vLLM tests skip there: no vllm in .venv), then the vLLM tests in .venv-vllm.
+# The main suite (vLLM tests skip there: no vllm in .venv; the 25 slowest tests listed, to keep it well under 15 min),
+# then the vLLM tests in .venv-vllm.
 test: setup lint setup-vllm
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 	$(VLLM_BIN)/python -m pytest -m vllm $(VLLM_TESTS)
 
 clean:
