@@ -34,6 +34,21 @@ MAX_PRBS: dict[int, dict[int, int]] = {
 """N_RB per subcarrier spacing (Hz) and channel bandwidth (MHz), TS 38.101-1 Table 5.3.2-1."""
 
 
+def coerce_config(cls: type, value: Any, what: str) -> Any:
+    """An instance of dataclass ``cls`` from itself, a dict of its fields (YAML / factory use) or None (defaults)."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown {what} field(s) {unknown}; valid: {list(cls.__dataclass_fields__)}")
+        return cls(**value)
+    raise ValueError(f"{what} must be a{'n' if cls.__name__[0] in 'AEINO' else ''} {cls.__name__}, a dict of its "
+                     f"fields or None, got {type(value).__name__}")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -82,16 +97,7 @@ class CarrierConfig:
     @classmethod
     def coerce(cls, value: CarrierConfig | dict[str, Any] | None) -> CarrierConfig:
         """A CarrierConfig from itself, a dict of its fields (YAML / factory use) or None (the defaults)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - set(cls.__dataclass_fields__))
-            if unknown:
-                raise ValueError(f"unknown carrier field(s) {unknown}; valid: {list(cls.__dataclass_fields__)}")
-            return cls(**value)
-        raise ValueError(f"carrier must be a CarrierConfig, a dict of its fields or None, got {type(value).__name__}")
+        return coerce_config(cls, value, "carrier")
 
     @property
     def max_prbs(self) -> int:

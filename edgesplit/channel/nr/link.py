@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any
 
 from edgesplit.channel.nr.bler import CHANNELS, available_mcs, failure_probabilities
-from edgesplit.channel.nr.carrier import CarrierConfig
+from edgesplit.channel.nr.carrier import CarrierConfig, coerce_config
 from edgesplit.channel.nr.mcs import TransportBlockInfo, check_mcs, check_mcs_table, transport_block
 from edgesplit.channel.state import ChannelState
 
@@ -60,16 +60,7 @@ class NrLinkConfig:
     @classmethod
     def coerce(cls, value: NrLinkConfig | dict[str, Any] | None) -> NrLinkConfig:
         """An NrLinkConfig from itself, a dict of its fields or None (the defaults)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - set(cls.__dataclass_fields__))
-            if unknown:
-                raise ValueError(f"unknown link field(s) {unknown}; valid: {list(cls.__dataclass_fields__)}")
-            return cls(**value)
-        raise ValueError(f"link must be an NrLinkConfig, a dict of its fields or None, got {type(value).__name__}")
+        return coerce_config(cls, value, "link")
 
     def reported_snr_db(self, state: ChannelState) -> float:
         """The SNR link adaptation sees: the instantaneous snr_db (awgn) or the mean_snr_db (rayleigh)."""
