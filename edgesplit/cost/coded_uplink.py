@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from edgesplit.channel.nr import NrLinkConfig, NrUplinkCost, expected_latency_slots, failure_probabilities
+from edgesplit.channel.nr import NrLinkConfig, NrUplinkCost, expected_latency_slots
 from edgesplit.channel.nr import nr_uplink_cost as _nr_uplink_cost
 from edgesplit.channel.state import ChannelState
 from edgesplit.cost.hardware import LinkProfile
@@ -64,7 +64,7 @@ def nr_latency_airtime(payload_bits: np.ndarray, snr_db: float, nr_link: NrLinkC
     if not (payload > 0).any():
         return latency, airtime
     info = nr_link.transport_block(snr_db)
-    q = failure_probabilities(info, snr_db, nr_link.max_transmissions, nr_link.channel, nr_link.rate_correction)
+    q = nr_link.failure_probabilities(info, snr_db)
     slot_s, per_tb = nr_link.carrier.slot_s, float(np.sum(q[:-1]))
     tbs = -(-payload // info.tbs_bits)
     for value in np.unique(tbs[tbs > 0]):

@@ -8,13 +8,15 @@ recovery, 20-iteration BP, CRC checks). All TBs of a packet go through one encod
 one demapper / decoder call (chunked to bound memory).
 
 Channel per transmission: ``y = h x + n`` with n ~ CN(0, 1/SNR) (SNR = Es/N0 per symbol, unit-energy QAM);
-``awgn``: h = 1; ``rayleigh``: one h ~ CN(0, 1) per TB and transmission (block fading over the slot), perfect
-CSI. Chase combining (the same codeword every time), two receivers:
+``awgn``: h = 1; ``rayleigh``: one h ~ CN(0, 1) per TB and transmission (block fading over the slot); ``tdl``: one
+TR 38.901 TDL realisation per TB and transmission, ``h_re`` per data RE (codeword symbols mapped frequency first,
+then symbol; :mod:`edgesplit.channel.nr.tdl`). Perfect CSI, per-RE equalisation. Chase combining (the same
+codeword every time), two receivers:
 
-* ``"symbol"`` (default): maximum-ratio combining of the received symbols, ``z = Σ h_j* y_j / Σ |h_j|²``,
-  demapped with noise variance ``1 / Σ SNR_j`` — Chase's original rule, whose combined SNR is exactly the sum of
-  the transmissions' linear SNRs (the abstraction's rule).
-* ``"llr"``: the soft buffer adds each transmission's demapper LLRs (of ``y_j / h_j`` at noise ``1 / SNR_j``).
+* ``"symbol"`` (default): maximum-ratio combining of the received symbols per RE, ``z = Σ h_j* y_j / Σ |h_j|²``,
+  demapped with per-RE noise variance ``1 / Σ SNR_j`` (``no / Σ |h_j,re|²``) — Chase's original rule, whose
+  combined SNR is exactly the sum of the transmissions' linear SNRs per RE (the abstraction's rule).
+* ``"llr"``: the soft buffer adds each transmission's demapper LLRs (of ``y_j / h_j`` at noise ``1 / SNR_j``, per RE).
   Same as ``"symbol"`` for QPSK; for 16QAM and up each demapper marginalises the symbol's other bits on its own,
   which costs decoding margin (``benchmarks/coded_link_check.py``, two transmissions: 0.03-0.64 dB),
   so the abstraction is then optimistic. Bit-true only.
@@ -24,13 +26,18 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from edgesplit.channel.nr._sionna import load_sionna, preserve_global_rng
+from edgesplit.channel.nr.carrier import CarrierConfig
 from edgesplit.channel.nr.harq import HarqOutcome
 from edgesplit.channel.nr.mcs import TransportBlockInfo
+
+if TYPE_CHECKING:
+    from edgesplit.channel.nr.tdl import TdlConfig
 
 COMBINING = ("symbol", "llr")
 """Chase-combining receivers of the bit-true path: symbol-level MRC, or soft-buffer LLR addition."""
@@ -83,20 +90,32 @@ class BitTrueLink:
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def send(self, bits: torch.Tensor, snr_db: float, max_transmissions: int, channel: str,
-             generator: torch.Generator, combining: str = "symbol") -> tuple[torch.Tensor, HarqOutcome, np.ndarray]:
+             generator: torch.Generator, combining: str = "symbol", carrier: CarrierConfig | None = None,
+             tdl: TdlConfig | None = None) -> tuple[torch.Tensor, HarqOutcome, np.ndarray]:
         """Send TBs [n, tbs] with HARQ; (decoded bits [n, tbs], outcome, per-transmission SNR dB [n, N] or NaN).
 
-        Draw order, per round: the round's h (rayleigh only, [k, 2]) then its noise ([k, symbols, 2]).
+        ``tdl`` needs ``carrier`` (the TB's allocation) and takes ``tdl`` (default TdlConfig()). The per-transmission
+        SNR is the mean over the REs for ``tdl``. Draw order, per round: the round's channel (rayleigh: [k, 2];
+        tdl: k TDL realisations, :func:`~edgesplit.channel.nr.tdl.frequency_response`) then its noise
+        ([k, symbols, 2]).
         """
         if combining not in COMBINING:
             raise ValueError(f"combining must be one of {list(COMBINING)}, got {combining!r}")
+        if channel == "tdl":
+            from edgesplit.channel.nr.tdl import TdlConfig, frequency_response
+
+            if carrier is None or carrier.data_re != self.info.symbols:
+                raise ValueError(f"channel 'tdl' needs the TB's carrier allocation ({self.info.symbols} data REs), "
+                                 f"got {carrier!r}")
+            tdl = TdlConfig.coerce(tdl)
         n, gdev = bits.shape[0], generator.device
+        width = self.info.symbols if channel == "tdl" else 1  # channel coefficients per TB transmission
         x = self.encode(bits.to(self.device))
         if combining == "llr":
             llr = torch.zeros(n, self.info.coded_bits, device=self.device)
         else:
             mrc = torch.zeros(n, self.info.symbols, dtype=torch.complex64, device=self.device)  # Σ h* y
-            energy = torch.zeros(n, 1, device=self.device)  # Σ |h|²
+            energy = torch.zeros(n, width, device=self.device)  # Σ |h|² (per RE for tdl)
         decoded = torch.zeros(n, self.info.tbs_bits, device=self.device)
         transmissions = np.zeros(n, dtype=np.int64)
         delivered = np.zeros(n, dtype=bool)
@@ -110,6 +129,8 @@ class BitTrueLink:
             if channel == "rayleigh":
                 h = torch.randn(k, 2, generator=generator, device=gdev).to(self.device) / math.sqrt(2.0)
                 h = torch.complex(h[:, 0], h[:, 1]).unsqueeze(-1)
+            elif channel == "tdl":
+                h = frequency_response(carrier, tdl, k, generator).to(self.device)
             else:
                 h = torch.ones(k, 1, dtype=torch.complex64, device=self.device)
             w = torch.randn(k, self.info.symbols, 2, generator=generator, device=gdev).to(self.device)
@@ -127,7 +148,7 @@ class BitTrueLink:
             idx = active.cpu().numpy()
             transmissions[idx] += 1
             delivered[idx] = crc_ok.cpu().numpy()
-            snr_tx[idx, j] = snr_db + 10.0 * np.log10(gain.squeeze(-1).cpu().double().numpy())
+            snr_tx[idx, j] = snr_db + 10.0 * np.log10(gain.mean(-1).cpu().double().numpy())
             active = active[~crc_ok]
         return decoded, HarqOutcome(transmissions=transmissions, delivered=delivered), snr_tx
 

@@ -33,12 +33,17 @@ from __future__ import annotations
 import math
 import os
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import special
 
 from edgesplit.channel.nr._sionna import load_sionna, preserve_global_rng
+from edgesplit.channel.nr.carrier import CarrierConfig
 from edgesplit.channel.nr.mcs import MAX_MCS, TransportBlockInfo, check_mcs, check_mcs_table
+
+if TYPE_CHECKING:
+    from edgesplit.channel.nr.tdl import TdlConfig
 
 TABLE_FILES: dict[int, str] = {1: "PDSCH_table1.json", 2: "PDSCH_table2.json"}
 """Sionna BLER table file per 38.214 §5.1.3.1 MCS table (see the module docstring for why PDSCH)."""
@@ -50,8 +55,9 @@ SNR_GRID_DB = (-10.0, 40.0, 0.1)
 """(min, max, step) of the SNR grid in dB the curves are tabulated on."""
 CBS_GRID = (24, 2000, 26)
 """(min, max, step) of the code-block-size grid: the simulated range (clamped beyond 2000)."""
-CHANNELS = ("awgn", "rayleigh")
-"""Per-transmission channel of the coded link: constant SNR, or Rayleigh block fading per slot."""
+CHANNELS = ("awgn", "rayleigh", "tdl")
+"""Per-transmission channel of the coded link: constant SNR, Rayleigh block fading per slot, or a TR 38.901 TDL
+profile (frequency-selective per RE, one realisation per slot; :mod:`edgesplit.channel.nr.tdl`)."""
 
 
 def _probit(p: np.ndarray) -> np.ndarray:
@@ -177,16 +183,26 @@ def _gamma_weights(shape: int) -> np.ndarray:
 
 
 def failure_probabilities(info: TransportBlockInfo, snr_db: float, max_transmissions: int, channel: str = "awgn",
-                          rate_correction: bool = True) -> np.ndarray:
+                          rate_correction: bool = True, *, carrier: CarrierConfig | None = None,
+                          tdl: TdlConfig | None = None) -> np.ndarray:
     """q[j] = P(TB still undecoded after j chase-combined transmissions), j = 0..N (q[0] = 1).
 
     Chase-combining rule of the abstraction: after j transmissions the decoder sees the sum of their linear
     SNRs, so ``q[j] = TBLER(S_j)``. ``awgn``: every transmission at ``snr_db``, S_j = j · SNR. ``rayleigh``:
     ``snr_db`` is the mean and each transmission draws |h|² ~ Exp(1), so S_j = SNR · Gamma(j, 1) and q[j] is
-    its expectation (exact quadrature over the gamma law, no randomness).
+    its expectation (exact quadrature over the gamma law, no randomness). ``tdl`` (needs ``carrier``, the TB's
+    allocation; ``tdl`` defaults to :class:`~edgesplit.channel.nr.tdl.TdlConfig`): per-RE SNRs add, then the EESM,
+    averaged over a fixed seeded realisation set (:func:`~edgesplit.channel.nr.tdl.tdl_failure_probabilities`).
     """
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {list(CHANNELS)}, got {channel!r}")
+    if channel == "tdl":
+        from edgesplit.channel.nr.tdl import TdlConfig, tdl_failure_probabilities
+
+        if carrier is None:
+            raise ValueError("channel 'tdl' needs carrier= (the allocation's PRBs, SCS and symbols set its REs)")
+        return tdl_failure_probabilities(info, carrier, TdlConfig.coerce(tdl), float(snr_db), max_transmissions,
+                                         rate_correction).copy()
     gamma = 10.0 ** (snr_db / 10.0)
     q = np.ones(max_transmissions + 1)
     for j in range(1, max_transmissions + 1):

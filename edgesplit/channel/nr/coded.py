@@ -23,8 +23,12 @@ Pipeline of ``apply(x, state, generator)``:
 Channel: ``awgn`` sends every transmission at the state's instantaneous ``snr_db`` (block fading: the packet
 sees the state's |h|²). ``rayleigh`` ignores the state's ``fading_gain`` and draws |h|² ~ Exp(1) per TB and
 transmission around ``mean_snr_db`` (perfect CSI at the receiver); link adaptation then uses the mean SNR and the
-Rayleigh-averaged TB error rate. The state's ``loss_rate`` is not used (chain an ``erasure`` impairment in a
-``compose`` for losses above the PHY). SNR is Es/N0 per data RE (what :class:`ChannelState` reports).
+Rayleigh-averaged TB error rate. ``tdl`` does the same with one TR 38.901 TDL realisation (``tdl``: profile, delay
+spread, UE speed, carrier frequency) per TB and transmission, frequency-selective per RE (bit-true: per-RE
+equalisation and MRC; abstracted: Sionna's EESM; :mod:`edgesplit.channel.nr.tdl`); link adaptation uses the
+mean SNR and the TDL-averaged TB error rate. ``mean_tx_snr_db`` is then the mean per-RE SNR. The state's
+``loss_rate`` is not used (chain an ``erasure`` impairment in a ``compose`` for losses above the PHY).
+SNR is Es/N0 per data RE (what :class:`ChannelState` reports).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from edgesplit.channel.nr.carrier import CarrierConfig
 from edgesplit.channel.nr.harq import HarqOutcome
 from edgesplit.channel.nr.link import NrLinkConfig
 from edgesplit.channel.nr.mcs import TransportBlockInfo
+from edgesplit.channel.nr.tdl import TdlConfig
 from edgesplit.channel.state import ChannelState
 
 PATHS = ("abstracted", "bit_true")
@@ -86,7 +91,10 @@ class CodedImpairment(Impairment):
     path: str = "abstracted"
     """'abstracted' (block errors from Sionna's BLER tables) or 'bit_true' (Sionna's LDPC chain end to end)."""
     channel: str = "awgn"
-    """'awgn' (every transmission at state.snr_db) or 'rayleigh' (|h|² ~ Exp(1) per TB transmission, mean SNR)."""
+    """'awgn' (every transmission at state.snr_db), 'rayleigh' (|h|² ~ Exp(1) per TB transmission, mean SNR) or
+    'tdl' (a TR 38.901 TDL realisation per TB transmission, frequency-selective, mean SNR)."""
+    tdl: TdlConfig | dict[str, Any] = field(default_factory=TdlConfig)
+    """Channel 'tdl': profile 'A'..'E', delay_spread_s, ue_speed_kmh, carrier_frequency_hz (a TdlConfig or a dict)."""
     carrier: CarrierConfig | dict[str, Any] = field(default_factory=CarrierConfig)
     """Carrier, numerology and allocation (a CarrierConfig or a dict of its fields)."""
     mcs_table: int = 1
@@ -118,6 +126,7 @@ class CodedImpairment(Impairment):
             raise ValueError("combining='llr' needs path='bit_true': the abstraction models symbol-level combining "
                              "(combined SNR = sum of the linear SNRs)")
         self.carrier = CarrierConfig.coerce(self.carrier)
+        self.tdl = TdlConfig.coerce(self.tdl)
         link = self.link  # validates the link fields
         if self.path == "abstracted" and link.mcs is not None:
             from edgesplit.channel.nr.bler import available_mcs
@@ -131,12 +140,18 @@ class CodedImpairment(Impairment):
         """The link configuration (carrier, MCS policy, HARQ, channel) as used by the cost model too."""
         return NrLinkConfig(carrier=self.carrier, mcs_table=self.mcs_table, mcs=self.mcs, target_bler=self.target_bler,
                             max_transmissions=self.max_transmissions, channel=self.channel,
-                            rate_correction=self.rate_correction)
+                            rate_correction=self.rate_correction, tdl=self.tdl)
 
     def _send(self, stream: torch.Tensor, info: TransportBlockInfo, n_tb: int, snr_db: float,
               gen: torch.Generator) -> tuple[torch.Tensor, HarqOutcome, np.ndarray]:
         """TB-segmented bit stream through HARQ: (received stream, outcome, per-transmission SNR dB)."""
         link = self.link
+        if self.path == "abstracted" and link.channel == "tdl":
+            from edgesplit.channel.nr.tdl import draw_tdl_abstracted
+
+            outcome, snr_tx = draw_tdl_abstracted(info, link.carrier, link.tdl, n_tb, snr_db, link.max_transmissions,
+                                                  gen, link.rate_correction)
+            return stream, outcome, snr_tx
         if self.path == "abstracted":
             from edgesplit.channel.nr.harq import draw_abstracted
 
@@ -149,7 +164,7 @@ class CodedImpairment(Impairment):
         padded[: stream.numel()] = stream
         sim = bit_true_link(info, self.num_bp_iter, sionna_device(gen))
         decoded, outcome, snr_tx = sim.send(padded.reshape(n_tb, -1), snr_db, link.max_transmissions, link.channel,
-                                            gen, self.combining)
+                                            gen, self.combining, carrier=link.carrier, tdl=link.tdl)
         return decoded.reshape(-1)[: stream.numel()].to(torch.uint8).to(stream.device), outcome, snr_tx
 
     def apply(self, x: torch.Tensor, state: ChannelState, generator: torch.Generator | int) -> ImpairmentResult:

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from edgesplit.channel.nr.bler import failure_probabilities
 from edgesplit.channel.nr.harq import expected_latency_slots
 from edgesplit.channel.nr.link import NrLinkConfig
 
@@ -35,7 +34,7 @@ class NrUplinkCost:
     payload_bits: int
     """Bits to deliver (data + headers, as the caller counts them)."""
     snr_db: float
-    """Reported SNR (Es/N0 per data RE at tx_power_w; the mean SNR for 'rayleigh')."""
+    """Reported SNR (Es/N0 per data RE at tx_power_w; the mean SNR for 'rayleigh' and 'tdl')."""
     tx_power_w: float
     """UE transmit power while transmitting."""
     mcs: int
@@ -102,7 +101,7 @@ def nr_uplink_cost(payload_bits: int, snr_db: float, link: NrLinkConfig | dict[s
 @lru_cache(maxsize=1 << 16)
 def _cost(payload_bits: int, snr_db: float, link: NrLinkConfig, tx_power_w: float) -> NrUplinkCost:
     info = link.transport_block(snr_db)
-    q = failure_probabilities(info, snr_db, link.max_transmissions, link.channel, link.rate_correction)
+    q = link.failure_probabilities(info, snr_db)
     n_tb = math.ceil(payload_bits / info.tbs_bits)
     slot_s = link.carrier.slot_s
     per_tb = float(np.sum(q[:-1]))

@@ -5,8 +5,9 @@ the MCS is the highest one whose first-transmission TB error rate at the reporte
 code-block size and number of code blocks of the allocation, from :mod:`edgesplit.channel.nr.bler`) is at most
 ``target_bler``; when none is, the lowest usable one. Candidates are the MCSs with a shipped BLER curve whose TB
 the LDPC chain can code on the allocation. The reported SNR is exact (no CQI quantisation, delay or estimation
-error): ``awgn`` reports the state's instantaneous ``snr_db``; ``rayleigh`` (per-slot fading nobody can
-foresee) reports the state's ``mean_snr_db`` and the TB error rate it checks is the Rayleigh-averaged one.
+error): ``awgn`` reports the state's instantaneous ``snr_db``; ``rayleigh`` and ``tdl`` (per-slot fading nobody
+can foresee) report the state's ``mean_snr_db`` and the TB error rate checked is the Rayleigh-averaged one (exact
+quadrature) or the TDL-averaged one (EESM over a fixed seeded realisation set, :mod:`edgesplit.channel.nr.tdl`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
 
+import numpy as np
+
 from edgesplit.channel.nr.bler import CHANNELS, available_mcs, failure_probabilities
 from edgesplit.channel.nr.carrier import CarrierConfig, coerce_config
 from edgesplit.channel.nr.mcs import TransportBlockInfo, check_mcs, check_mcs_table, transport_block
+from edgesplit.channel.nr.tdl import TdlConfig
 from edgesplit.channel.state import ChannelState
 
 
@@ -37,12 +41,16 @@ class NrLinkConfig:
     max_transmissions: int = 4
     """HARQ: transmissions per TB at most (1 = no HARQ); chase combining across them."""
     channel: str = "awgn"
-    """'awgn' (every transmission at the state's snr_db) or 'rayleigh' (|h|² ~ Exp(1) per slot around mean_snr_db)."""
+    """'awgn' (every transmission at the state's snr_db), 'rayleigh' (|h|² ~ Exp(1) per slot around mean_snr_db) or
+    'tdl' (a TR 38.901 TDL realisation per slot, per-RE gains of unit mean, around mean_snr_db)."""
+    tdl: TdlConfig = field(default_factory=TdlConfig)
+    """TDL profile, delay spread, UE speed and carrier frequency (used by channel 'tdl'; a dict of its fields too)."""
     rate_correction: bool = True
     """Read the BLER tables at the TB's effective code rate (:func:`~edgesplit.channel.nr.bler.rate_shift_db`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "carrier", CarrierConfig.coerce(self.carrier))
+        object.__setattr__(self, "tdl", TdlConfig.coerce(self.tdl))
         check_mcs_table(self.mcs_table)
         if self.mcs is not None:
             check_mcs(self.mcs_table, self.mcs)
@@ -63,16 +71,22 @@ class NrLinkConfig:
         return coerce_config(cls, value, "link")
 
     def reported_snr_db(self, state: ChannelState) -> float:
-        """The SNR link adaptation sees: the instantaneous snr_db (awgn) or the mean_snr_db (rayleigh)."""
+        """The SNR link adaptation sees: the instantaneous snr_db (awgn) or the mean_snr_db (rayleigh, tdl)."""
         return state.snr_db if self.channel == "awgn" else state.mean_snr_db
 
     def candidates(self) -> tuple[TransportBlockInfo, ...]:
         """TBs of the MCSs link adaptation may pick (shipped BLER curve, codable on the allocation), lowest first."""
         return _candidates(self.carrier, self.mcs_table)
 
+    def failure_probabilities(self, info: TransportBlockInfo, snr_db: float) -> np.ndarray:
+        """q[0..N] of a TB of this link at reported SNR ``snr_db`` (see :func:`.bler.failure_probabilities`)."""
+        return failure_probabilities(info, snr_db, self.max_transmissions, self.channel, self.rate_correction,
+                                     carrier=self.carrier, tdl=self.tdl)
+
     def first_tb_error_rate(self, info: TransportBlockInfo, snr_db: float) -> float:
-        """TB error rate of a first transmission at the reported SNR (Rayleigh-averaged for 'rayleigh')."""
-        return float(failure_probabilities(info, snr_db, 1, self.channel, self.rate_correction)[1])
+        """TB error rate of a first transmission at the reported SNR (Rayleigh- or TDL-averaged for those channels)."""
+        return float(failure_probabilities(info, snr_db, 1, self.channel, self.rate_correction, carrier=self.carrier,
+                                           tdl=self.tdl)[1])
 
     def select_mcs(self, snr_db: float) -> int:
         """The fixed MCS, or the highest candidate with first-transmission TB error rate <= target_bler."""

@@ -200,7 +200,7 @@ def test_factory_and_stats_are_floats() -> None:
     [
         ({"bits": 0}, r"1\.\.16"),
         ({"path": "exact"}, r"\['abstracted', 'bit_true'\]"),
-        ({"channel": "tdl"}, r"\['awgn', 'rayleigh'\]"),
+        ({"channel": "tdl-a"}, r"\['awgn', 'rayleigh', 'tdl'\]"),
         ({"num_bp_iter": 0}, "num_bp_iter"),
         ({"carrier": {"num_prbs": 1}, "mcs": 2}, r"no BLER curve for MCS 2.*path='bit_true'"),
         ({"carrier": {"bandwidth_hz": 7e6}}, "channel bandwidth"),

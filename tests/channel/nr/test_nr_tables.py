@@ -118,7 +118,7 @@ def test_bad_carrier_raises(params: dict, match: str) -> None:
         ({"mcs_table": 2, "mcs": 28}, r"0\.\.27"),
         ({"target_bler": 1.0}, r"\(0, 1\)"),
         ({"max_transmissions": 0}, r"1\.\.16"),
-        ({"channel": "tdl"}, r"\['awgn', 'rayleigh'\]"),
+        ({"channel": "tdl-a"}, r"\['awgn', 'rayleigh', 'tdl'\]"),
         ({"carrier": {"prbs": 3}}, r"unknown carrier field.*'num_prbs'"),
         ({"rate_correction": "yes"}, "bool"),
     ],
