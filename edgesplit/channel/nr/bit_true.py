@@ -91,11 +91,13 @@ class BitTrueLink:
 
     def send(self, bits: torch.Tensor, snr_db: float, max_transmissions: int, channel: str,
              generator: torch.Generator, combining: str = "symbol", carrier: CarrierConfig | None = None,
-             tdl: TdlConfig | None = None) -> tuple[torch.Tensor, HarqOutcome, np.ndarray]:
+             tdl: TdlConfig | None = None,
+             channel_log: list | None = None) -> tuple[torch.Tensor, HarqOutcome, np.ndarray]:
         """Send TBs [n, tbs] with HARQ; (decoded bits [n, tbs], outcome, per-transmission SNR dB [n, N] or NaN).
 
         ``tdl`` needs ``carrier`` (the TB's allocation) and takes ``tdl`` (default TdlConfig()). The per-transmission
-        SNR is the mean over the REs for ``tdl``. Draw order, per round: the round's channel (rayleigh: [k, 2];
+        SNR is the mean over the REs for ``tdl``. ``channel_log`` (calibration) gets one ``(round, TB indices [k],
+        |h|² float64 [k, 1 or symbols])`` per round. Draw order, per round: the round's channel (rayleigh: [k, 2];
         tdl: k TDL realisations, :func:`~edgesplit.channel.nr.tdl.frequency_response`) then its noise
         ([k, symbols, 2]).
         """
@@ -136,6 +138,8 @@ class BitTrueLink:
             w = torch.randn(k, self.info.symbols, 2, generator=generator, device=gdev).to(self.device)
             y = h * x[active] + math.sqrt(no / 2.0) * torch.complex(w[..., 0], w[..., 1])
             gain = h.abs().square()
+            if channel_log is not None:
+                channel_log.append((j, active.cpu().numpy(), gain.cpu().double().numpy()))
             if combining == "llr":
                 llr[active] += self._llrs(y / h, no / gain)
                 attempt = llr[active]
