@@ -1,55 +1,11 @@
 """``edgesplit profile`` on the command line: bad input exits 2 with a message before any work, a good run writes
-its outputs and a rerun resumes. The command is registered on a local Typer app exactly as edgesplit.cli does."""
+its outputs and a rerun resumes. The command runs on a local Typer app registered as edgesplit.cli does (conftest)."""
 
 from __future__ import annotations
 
 import pytest
-import torch
-import typer
-from typer.testing import CliRunner
 
-from edgesplit.profile.command import profile_command
-
-app = typer.Typer(add_completion=False)
-
-
-@app.callback()
-def _root() -> None:
-    """Test app with one subcommand."""
-
-
-app.command("profile")(profile_command)
-runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A 3-layer random Llama saved with the built-in model's tokenizer, loadable by path like any HF model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    from edgesplit.models import builtin_dir
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(builtin_dir("smollm2-135m"))
-    except (FileNotFoundError, KeyError) as err:
-        pytest.skip(f"built-in tokenizer unavailable: {err}")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-model")
-    AutoModelForCausalLM.from_config(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def _invoke(*args: str):
-    return runner.invoke(app, ["profile", *args, "--no-progress"])
-
-
-def _args(model, out, **options) -> list[str]:
-    base = {"--model": str(model), "--channel": "awgn", "--snr-db": "0,10", "--splits": "0,1,3", "--seeds": "1",
-            "--tokens": "64", "--context": "32", "--out": str(out)}
-    return [item for key, value in {**base, **options}.items() for item in (key, value)]
+from tests.profile.conftest import invoke_profile
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -69,7 +25,7 @@ def _args(model, out, **options) -> list[str]:
 ])
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(tiny_dir, tmp_path, options, message):
     out = tmp_path / "run"
-    result = _invoke(*_args(tiny_dir, out, **options))
+    result = invoke_profile(tiny_dir, out, **options)
     assert result.exit_code == 2, result.output
     last_line = result.stderr.strip().splitlines()[-1]  # transformers may print a loading bar before it
     assert last_line.startswith("error: ") and message in last_line
@@ -80,21 +36,21 @@ def test_unwritable_output_is_refused(tiny_dir, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     for out in (blocker, blocker / "run"):
-        result = _invoke(*_args(tiny_dir, out))
+        result = invoke_profile(tiny_dir, out)
         assert result.exit_code == 2 and "output" in result.stderr and str(blocker) in result.stderr
     assert blocker.read_text() == "not a directory"
 
 
 def test_run_then_resume_then_refuse_a_different_run(tiny_dir, tmp_path):
     out = tmp_path / "run"
-    first = _invoke(*_args(tiny_dir, out))
+    first = invoke_profile(tiny_dir, out)
     assert first.exit_code == 0, first.output
     assert "6 cells computed, 0 already in" in first.stdout and "clean perplexity" in first.stdout
     assert {"cells.parquet", "config.json", "summary.csv", "heatmap_perplexity.png"} <= {p.name for p in out.iterdir()}
-    again = _invoke(*_args(tiny_dir, out))
+    again = invoke_profile(tiny_dir, out)
     assert again.exit_code == 0 and "0 cells computed, 6 already in" in again.stdout
     before = (out / "cells.parquet").read_bytes()
-    other = _invoke(*_args(tiny_dir, out, **{"--context": "16"}))
+    other = invoke_profile(tiny_dir, out, **{"--context": "16"})
     assert other.exit_code == 2
     assert "holds a different run (context: 32 there, 16 now; stride: 32 there, 16 now)" in other.stderr
     assert (out / "cells.parquet").read_bytes() == before

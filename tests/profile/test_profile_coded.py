@@ -9,53 +9,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
-import typer
-from typer.testing import CliRunner
 
-from edgesplit.profile.command import profile_command
 from edgesplit.profile.config import ProfileConfig
 from edgesplit.profile.rows import SCHEMA
 from edgesplit.profile.store import RunStore
+from tests.profile.conftest import invoke_profile
 
-app = typer.Typer(add_completion=False)
-
-
-@app.callback()
-def _root() -> None:
-    """Test app with one subcommand."""
-
-
-app.command("profile")(profile_command)
-runner = CliRunner()
 NEW_COLUMNS = SCHEMA.names[SCHEMA.names.index("wall_s") + 1:]
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A 3-layer random Llama saved with the built-in model's tokenizer (as in test_profile_cli)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    from edgesplit.models import builtin_dir
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(builtin_dir("smollm2-135m"))
-    except (FileNotFoundError, KeyError) as err:
-        pytest.skip(f"built-in tokenizer unavailable: {err}")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-model")
-    AutoModelForCausalLM.from_config(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def _invoke(model, out, **options):
-    base = {"--model": str(model), "--channel": "coded", "--snr-db": "-10,10", "--splits": "0,1,3", "--seeds": "1",
-            "--tokens": "64", "--context": "32", "--out": str(out)}
-    args = [item for key, value in {**base, **options}.items() for item in (key, value)]
-    return runner.invoke(app, ["profile", *args, "--no-progress"])
+    return invoke_profile(model, out, **{"--channel": "coded", "--snr-db": "-10,10", **options})
 
 
 @pytest.mark.parametrize(("options", "message"), [

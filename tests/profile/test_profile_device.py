@@ -8,50 +8,13 @@ import json
 
 import pytest
 import torch
-import typer
-from typer.testing import CliRunner
 
 from edgesplit.profile import ProfileConfig, evaluate_cells, prepare_windows
 from edgesplit.profile.cells import enumerate_cells
-from edgesplit.profile.command import _torch_options, profile_command
+from edgesplit.profile.command import _torch_options
+from tests.profile.conftest import invoke_profile
 
-app = typer.Typer(add_completion=False)
-
-
-@app.callback()
-def _root() -> None:
-    """Test app with one subcommand."""
-
-
-app.command("profile")(profile_command)
-runner = CliRunner()
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A 3-layer random Llama with the built-in model's tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    from edgesplit.models import builtin_dir
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(builtin_dir("smollm2-135m"))
-    except (FileNotFoundError, KeyError) as err:
-        pytest.skip(f"built-in tokenizer unavailable: {err}")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-model")
-    AutoModelForCausalLM.from_config(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def _invoke(model, out, *extra: str):
-    args = ["profile", "--model", str(model), "--channel", "awgn", "--snr-db", "0,10", "--splits", "0,1,3",
-            "--seeds", "1", "--tokens", "64", "--context", "32", "--out", str(out), "--no-progress", *extra]
-    return runner.invoke(app, args)
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -63,7 +26,7 @@ def _invoke(model, out, *extra: str):
 ])
 def test_unusable_device_or_dtype_exits_2_before_any_work(tiny_dir, tmp_path, extra, message):
     out = tmp_path / "run"
-    result = _invoke(tiny_dir, out, *extra)
+    result = invoke_profile(tiny_dir, out, *extra)
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: --torch-device/--dtype:") and message in result.stderr
     assert not out.exists()
@@ -71,21 +34,21 @@ def test_unusable_device_or_dtype_exits_2_before_any_work(tiny_dir, tmp_path, ex
 
 def test_bf16_on_cpu_when_allowed_and_dtype_is_part_of_the_identity(tiny_dir, tmp_path):
     out = tmp_path / "run"
-    first = _invoke(tiny_dir, out, "--torch-device", "cpu", "--dtype", "bfloat16", "--allow-cpu-half")
+    first = invoke_profile(tiny_dir, out, "--torch-device", "cpu", "--dtype", "bfloat16", "--allow-cpu-half")
     assert first.exit_code == 0, first.output
     saved = json.loads((out / "config.json").read_text())
     assert saved["config"]["torch_device"] == "cpu" and saved["identity"]["dtype"] == "bfloat16"
-    other = _invoke(tiny_dir, out, "--torch-device", "cpu", "--dtype", "float32")
+    other = invoke_profile(tiny_dir, out, "--torch-device", "cpu", "--dtype", "float32")
     assert other.exit_code == 2 and "dtype: 'bfloat16' there, 'float32' now" in other.stderr
 
 
 def test_a_run_written_before_the_dtype_joined_the_identity_resumes(tiny_dir, tmp_path):
     out = tmp_path / "run"
-    assert _invoke(tiny_dir, out, "--torch-device", "cpu").exit_code == 0
+    assert invoke_profile(tiny_dir, out, "--torch-device", "cpu").exit_code == 0
     saved = json.loads((out / "config.json").read_text())
     del saved["identity"]["dtype"]
     (out / "config.json").write_text(json.dumps(saved))
-    again = _invoke(tiny_dir, out, "--torch-device", "auto" if not torch.cuda.is_available() else "cpu")
+    again = invoke_profile(tiny_dir, out, "--torch-device", "auto" if not torch.cuda.is_available() else "cpu")
     assert again.exit_code == 0, again.output
     assert "0 cells computed, 6 already in" in again.stdout
 
