@@ -25,6 +25,9 @@ quantised TBS, so its effective rate R_eff = C · CBS / G differs. With ``rate_c
 read at ``SNR - Delta``, ``Delta = 10 log10((2^(Qm R_eff) - 1) / (2^(Qm R) - 1))`` (the SNR a constant gap to
 capacity asks for at the higher spectral efficiency).
 
+Calibration. Each MCS's curves are then moved and steepened by the (delta, kappa) fitted on Sionna's bit-true
+chain (:mod:`edgesplit.channel.nr.calibration`): the 1.8 dB table grid fixes a waterfall's place, not its slope.
+
 A TB of C code blocks fails when any fails: ``TBLER = 1 - (1 - BLER)^C``.
 """
 
@@ -39,6 +42,7 @@ import numpy as np
 from scipy import special
 
 from edgesplit.channel.nr._sionna import load_sionna, preserve_global_rng
+from edgesplit.channel.nr.calibration import calibration_for, midpoint_db
 from edgesplit.channel.nr.carrier import CarrierConfig
 from edgesplit.channel.nr.mcs import MAX_MCS, TransportBlockInfo, check_mcs, check_mcs_table
 
@@ -143,9 +147,18 @@ class BlerTables:
         rows = self.grid[mcs_table - 1, mcs]
         return rows[lo] + (pos - lo) * (rows[hi] - rows[lo])
 
-    def cb_error_rate(self, mcs_table: int, mcs: int, cb_bits: int, snr_db: np.ndarray | float) -> np.ndarray:
-        """Code-block error rate at Es/N0 ``snr_db`` (array-like; clamped to the grid's SNR range)."""
-        return np.interp(np.asarray(snr_db, dtype=float), self.snr_grid_db, self.curve(mcs_table, mcs, cb_bits))
+    def cb_error_rate(self, mcs_table: int, mcs: int, cb_bits: int, snr_db: np.ndarray | float,
+                      calibrated: bool = True) -> np.ndarray:
+        """Code-block error rate at Es/N0 ``snr_db`` (array-like; clamped to the grid's SNR range).
+
+        ``calibrated`` applies the MCS's bit-true calibration (:mod:`edgesplit.channel.nr.calibration`) if it has one.
+        """
+        curve = self.curve(mcs_table, mcs, cb_bits)
+        snr = np.asarray(snr_db, dtype=float)
+        cal = calibration_for(mcs_table, mcs) if calibrated else None
+        if cal is not None:
+            snr = cal.table_snr(snr, midpoint_db(self.snr_grid_db, curve))
+        return np.interp(snr, self.snr_grid_db, curve)
 
 
 @cache
@@ -165,10 +178,15 @@ def rate_shift_db(info: TransportBlockInfo) -> float:
     return 10.0 * math.log10((2.0 ** (qm * info.effective_code_rate) - 1.0) / (2.0 ** (qm * info.code_rate) - 1.0))
 
 
-def tb_error_rate(info: TransportBlockInfo, snr_db: np.ndarray | float, rate_correction: bool = True) -> np.ndarray:
-    """Transport-block error rate of one transmission at Es/N0 ``snr_db`` over AWGN: 1 - (1 - BLER)^C."""
+def tb_error_rate(info: TransportBlockInfo, snr_db: np.ndarray | float, rate_correction: bool = True,
+                  calibrated: bool = True) -> np.ndarray:
+    """Transport-block error rate of one transmission at Es/N0 ``snr_db`` over AWGN: 1 - (1 - BLER)^C.
+
+    ``calibrated=False`` reads Sionna's tables without the bit-true calibration (for comparisons).
+    """
     shift = rate_shift_db(info) if rate_correction else 0.0
-    bler = bler_tables().cb_error_rate(info.mcs_table, info.mcs, info.code_block_bits, np.asarray(snr_db) - shift)
+    bler = bler_tables().cb_error_rate(info.mcs_table, info.mcs, info.code_block_bits, np.asarray(snr_db) - shift,
+                                       calibrated)
     return bler if info.num_code_blocks == 1 else 1.0 - (1.0 - bler) ** info.num_code_blocks
 
 

@@ -71,12 +71,14 @@ def test_bler_non_increasing_in_snr(table: int, mcs: int, prbs: int) -> None:
 
 
 def test_bler_reproduces_the_shipped_table_points() -> None:
-    # PDSCH_table1.json, MCS 17, CBS 500: BLER 0.9983 at 7.5 dB and 0.1473 at 9.2857 dB (grid points)
+    # PDSCH_table1.json, MCS 17, CBS 500: BLER 0.9983 at 7.5 dB and 0.1473 at 9.2857 dB (grid points; raw tables)
     tables = bler_tables()
-    assert tables.cb_error_rate(1, 17, 500, 7.5) == pytest.approx(0.9983, abs=2e-3)
-    assert tables.cb_error_rate(1, 17, 500, 9.2857) == pytest.approx(0.1473, abs=5e-3)
-    # beyond CBS 2000 the curve is clamped to the CBS-2000 one
-    assert tables.cb_error_rate(1, 17, 6000, 9.0) == pytest.approx(tables.cb_error_rate(1, 17, 2000, 9.0))
+    assert tables.cb_error_rate(1, 17, 500, 7.5, calibrated=False) == pytest.approx(0.9983, abs=2e-3)
+    assert tables.cb_error_rate(1, 17, 500, 9.2857, calibrated=False) == pytest.approx(0.1473, abs=5e-3)
+    # beyond CBS 2000 the curve is clamped to the CBS-2000 one (calibrated or not)
+    for calibrated in (False, True):
+        assert tables.cb_error_rate(1, 17, 6000, 9.0, calibrated) == pytest.approx(
+            tables.cb_error_rate(1, 17, 2000, 9.0, calibrated))
 
 
 def test_link_adaptation_picks_highest_mcs_under_target() -> None:
