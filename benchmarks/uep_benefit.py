@@ -41,13 +41,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from scipy.stats import beta  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
+from uep_benefit_plots import cut_report, plot, summarise, verdict  # noqa: E402
 
 from edgesplit.channel import IMPAIRMENTS, ChannelState, make_impairment  # noqa: E402
 from edgesplit.link import ImpairedLink  # noqa: E402
@@ -55,19 +56,19 @@ from edgesplit.models import load_model  # noqa: E402
 from edgesplit.profile import prepare_windows  # noqa: E402
 from edgesplit.profile.store import package_versions  # noqa: E402
 from edgesplit.quality import load_corpus, tokenize_corpus  # noqa: E402
-from edgesplit.quality.outliers import OutlierRule, detect_outliers  # noqa: E402
+from edgesplit.quality.outliers import OutlierRule, detect_outliers, repair_values  # noqa: E402
 from edgesplit.quality.windows import scored_slice  # noqa: E402
 from edgesplit.split import EdgeTail  # noqa: E402
 
 WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 CODED_MAIN = {"bits": 8, "channel": "rayleigh", "max_transmissions": 1, "target_bler": 0.1}
-COLORS = {"unprotected": "C3", "uep": "C0", "uep_random": "C7", "split_only": "C2", "uep_tokens": "C4",
-          "tokens_only": "C8"}
-PROTECTING = ("uep", "uep_tokens")
+PROTECTING = ("uep", "uep_tokens", "uep_repair", "uep_robust", "repair_only")
 """Methods whose cut over unprotected is reported against the target."""
+REPAIRING = ("dropout", "coded")
+"""Families whose links flag lost elements (the repair rule acts there; digital flags none)."""
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="CI-sized run")
     p.add_argument("--model", default="smollm2-135m")
@@ -89,10 +90,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--coded-protected", default="{}", help="overrides of --coded-main for the protected part")
     p.add_argument("--coded-copies", type=int, default=2)
     p.add_argument("--protect-tokens", type=int, default=1, help="leading positions uep_tokens sends whole (0: off)")
+    p.add_argument("--massive-tau", type=float, default=10.0, help="uep_robust: massive-row threshold")
+    p.add_argument("--methods", default=None, help="comma list of methods to run (default: all that apply)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--replot", action="store_true", help="reprint and replot the cells.parquet under --out")
     p.add_argument("--out", type=Path, default=Path("runs/uep_benefit"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
     quick = args.quick
     args.tokens = args.tokens or (256 if quick else 512)
     args.context = args.context or (128 if quick else 256)
@@ -121,8 +124,8 @@ def random_table(table: dict[int, tuple[int, ...]], hidden: int) -> dict[int, tu
     return {k: tuple(int(c) for c in rng.choice(pool, len(v), replace=False)) for k, v in table.items()}
 
 
-def methods(args: argparse.Namespace, family: str, table: dict, rand: dict) -> tuple[dict, ChannelState]:
-    """{method: impairment} of one family, and its channel state."""
+def methods(args: argparse.Namespace, family: str, table: dict, rand: dict, fill=None) -> tuple[dict, ChannelState]:
+    """{method: impairment} of one family (those ``--methods`` lists), and its channel state."""
     if family == "dropout":
         main = {"kind": "dropout", "p": args.dropout_p}
         prot, copies, state = main, args.dropout_copies, ChannelState(mean_snr_db=30.0)
@@ -134,18 +137,26 @@ def methods(args: argparse.Namespace, family: str, table: dict, rand: dict) -> t
         main = {"kind": "coded", **json.loads(args.coded_main)}
         prot, copies = {**main, **json.loads(args.coded_protected)}, args.coded_copies
         state = ChannelState(mean_snr_db=args.snr_db)
-    def protect(channels, tokens: int = 0, protected=prot, n: int = copies):
-        return make_impairment("protected", main=main, protected=protected, channels=channels, copies=n, tokens=tokens)
+    def protect(channels, tokens: int = 0, protected=prot, n: int = copies, **extra):
+        return make_impairment("protected", main=main, protected=protected, channels=channels, copies=n, tokens=tokens,
+                               **extra)
 
     out = {"unprotected": make_impairment(**main), "uep": protect(table)}
     if args.protect_tokens:
         out["uep_tokens"] = protect(table, args.protect_tokens)
+    if fill is not None and family in REPAIRING:  # digital flags no lost element: repair would change nothing
+        out["uep_repair"] = protect(table, args.protect_tokens, fill=fill)
+        out["repair_only"] = protect({k: () for k in table}, fill=fill)
+    if fill is not None:
+        out["uep_robust"] = protect(table, args.protect_tokens, fill=fill, massive_tau=args.massive_tau)
     if args.controls:
         out["uep_random"] = protect(rand)
         if args.protect_tokens:
             out["tokens_only"] = protect({k: () for k in table}, args.protect_tokens)
         if family == "digital":
             out["split_only"] = protect(table, protected=main, n=1)
+    if args.methods:
+        out = {name: imp for name, imp in out.items() if name in args.methods.split(",")}
     return out, state
 
 
@@ -175,125 +186,29 @@ def evaluate_cell(model, prepared, k: int, impairment, state: ChannelState, seed
         count += clean.targets.numel()
     mean = {key: float(np.mean([s.get(key, math.nan) for s in stats])) for key in
             ("extra_bits_ratio", "extra_airtime_ratio", "main_absmax_ratio", "protected_erased_fraction",
-             "protected_channels", "protected_tokens")}
+             "protected_channels", "protected_tokens", "massive_rows", "lost_fraction", "repaired_fraction")}
     return {"perplexity": math.exp(nll / count), "kl_nats": kl / count, "top1_agreement": agree / count, **mean}
 
 
-def clopper_pearson(x: int, n: int) -> tuple[float, float]:
-    lo = 0.0 if x == 0 else float(beta.ppf(0.025, x, n - x + 1))
-    hi = 1.0 if x == n else float(beta.ppf(0.975, x + 1, n - x))
-    return lo, hi
-
-
-def summarise(cells: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for (family, method), g in cells.groupby(["family", "method"], sort=False):
-        x, n = int(g.catastrophic.sum()), len(g)
-        lo, hi = clopper_pearson(x, n)
-        per_seed = g.groupby("seed").catastrophic.mean()
-        rows.append({"family": family, "method": method, "cells": n, "catastrophic": x, "rate": x / n,
-                     "rate_lo": lo, "rate_hi": hi, "worst_seed_rate": float(per_seed.max()),
-                     "mean_ppl": float(g.perplexity.mean()), "median_ppl": float(g.perplexity.median()),
-                     "max_ppl": float(g.perplexity.max()),
-                     "max_extra_bits": float(g.extra_bits_ratio.max()) if g.extra_bits_ratio.notna().any() else 0.0,
-                     "max_extra_airtime": float(g.extra_airtime_ratio.max())
-                     if g.extra_airtime_ratio.notna().any() else 0.0})
-    return pd.DataFrame(rows)
-
-
-def cut_report(cells: pd.DataFrame, family: str, method: str = "uep") -> str:
-    """Catastrophic-rate cut of ``method`` over unprotected, pooled and per seed, with its worst seed."""
-    f = cells[cells.family == family]
-    base, uep = f[f.method == "unprotected"], f[f.method == method]
-    xb, xu, n = int(base.catastrophic.sum()), int(uep.catastrophic.sum()), len(base)
-    pooled = f"{xb}/{n} -> {xu}/{n}: " + (f"{xb / xu:.1f}x" if xu else
-                                         (f"no UEP event (>= {xb / 3:.1f}x at 95 %, rule of three)" if xb else "n/a"))
-    per_seed = []
-    for seed in sorted(base.seed.unique()):
-        b, u = int(base[base.seed == seed].catastrophic.sum()), int(uep[uep.seed == seed].catastrophic.sum())
-        per_seed.append((u, -b, seed, b))
-    u, _, seed, b = max(per_seed)  # the seed where UEP fails most (ties: the one with the fewest baseline events)
-    seeds = ", ".join(f"s{s}: {b}->{u}" for u, _, s, b in sorted(per_seed, key=lambda t: t[2]))
-    worst = f"{method}'s worst seed s{seed}: {b}->{u} of {len(base[base.seed == seed])}"
-    return f"{family} {method}: catastrophic {pooled} | per seed {seeds} | {worst}"
-
-
-def verdict(summary: pd.DataFrame, family: str, method: str = "uep") -> str:
-    """Whether ``method`` met the target (>= 10x fewer catastrophic cells at <= 5 % extra bits and airtime)."""
-    row = summary[(summary.family == family) & (summary.method == method)].iloc[0]
-    xb = int(summary[(summary.family == family) & (summary.method == "unprotected")].iloc[0].catastrophic)
-    xu = int(row.catastrophic)
-    budget = max(row.max_extra_bits, row.max_extra_airtime) <= 0.05
-    if xu:
-        point = f"point estimate {xb / xu:.1f}x ({'met' if xb >= 10 * xu else 'NOT met'})"
-    else:
-        point = f"point estimate unbounded ({xb} -> 0 events)"
-    shown = "shown" if xu == 0 and xb >= 30 else "NOT shown"
-    return (f"target >= 10x at <= 5 %: budget {'met' if budget else 'NOT met'} (bits +{100 * row.max_extra_bits:.2f} "
-            f"%, airtime +{100 * row.max_extra_airtime:.2f} %); {point}; >= 10x {shown} at 95 % "
-            "(rule of three: needs >= 30 baseline events and none with UEP)")
-
-
-def plot(cells: pd.DataFrame, summary: pd.DataFrame, clean_ppl: float, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    families = list(dict.fromkeys(cells.family))
-    fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 4), squeeze=False, sharey=True)
-    for ax, family in zip(axes[0], families, strict=True):
-        for method, g in cells[cells.family == family].groupby("method", sort=False):
-            by_k, color = g.groupby("k").perplexity, COLORS.get(method)
-            ax.plot(by_k.median().index, by_k.median(), marker="o", label=method, color=color)
-            ax.fill_between(by_k.min().index, by_k.min(), by_k.max(), alpha=0.15, color=color)
-        ax.axhline(clean_ppl, color="k", lw=0.8, label="clean")
-        ax.axhline(2 * clean_ppl, color="k", ls="--", lw=0.8, label="2x clean (catastrophic)")
-        ax.set(yscale="log", xlabel="split k", title=family)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("perplexity (median, min-max over seeds)")
-    fig.tight_layout()
-    paths = [out / "uep_perplexity.png"]
-    fig.savefig(paths[0], dpi=120)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(summary)), 4))
-    labels = [f"{r.family}\n{r.method}" for r in summary.itertuples()]
-    floor = 0.25 / summary.cells.max()
-    for i, r in enumerate(summary.itertuples()):
-        color = COLORS.get(r.method, "C1")
-        if r.catastrophic:  # the rate with its 95 % Clopper-Pearson interval
-            ax.bar(i, r.rate, color=color)
-            ax.errorbar(i, r.rate, yerr=[[r.rate - max(r.rate_lo, floor)], [r.rate_hi - r.rate]], color="k",
-                        capsize=3)
-            ax.annotate(f"{r.catastrophic}/{r.cells}", (i, r.rate), ha="center", va="bottom", fontsize=8)
-        else:  # no event: only the 95 % upper bound is known
-            ax.plot(i, r.rate_hi, marker="v", color=color, markersize=9)
-            ax.annotate(f"0/{r.cells}\n(< {r.rate_hi:.2g})", (i, r.rate_hi), ha="center", va="top", fontsize=8,
-                        xytext=(0, -8), textcoords="offset points")
-    ax.set(yscale="log", ylabel="catastrophic cell rate (PPL > 2x clean), 95 % CI", ylim=(floor, 1.5))
-    ax.set_xticks(range(len(summary)), labels, fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "uep_catastrophic.png")
-    fig.savefig(paths[1], dpi=120)
-    return paths
-
-
-def calibrate(args: argparse.Namespace, model, corpus) -> tuple[torch.Tensor, dict[int, tuple[int, ...]]]:
-    """(evaluated token ids, outlier table by split) from the text after the evaluated tokens."""
+def calibrate(args: argparse.Namespace, model, corpus) -> tuple[torch.Tensor, dict[int, tuple[int, ...]], object]:
+    """(evaluated token ids, outlier table by split, repair values) from the text after the evaluated tokens."""
     ids = tokenize_corpus(corpus, model.tokenizer, args.tokens + args.calib_tokens)
     rule = OutlierRule(tau=args.tau, max_channels=args.max_channels)
     outliers = detect_outliers(model, ids[args.tokens:], rule, context=args.context, corpus=corpus.name)
     outliers.save(args.out / "outliers.json")
     table = outliers.channels_by_split()
     print("outlier channels:", {k: table[k] for k in args.splits})
-    return ids[:args.tokens], table
+    fill = repair_values(model, ids[args.tokens:], context=args.context, corpus=corpus.name)
+    return ids[:args.tokens], table, fill
 
 
 def run_cells(args: argparse.Namespace, model, prepared, families: list[str], table: dict, rand: dict,
-              clean_ppl: float) -> pd.DataFrame:
-    """Every (family, split, seed, method) cell, methods innermost (they share the seed's draws)."""
+              clean_ppl: float, fill=None) -> pd.DataFrame:
+    """Every (family, split, seed, method) cell, methods innermost (they share the seed's draws); the cells so far
+    are saved to ``cells.partial.parquet`` every 50 cells."""
     plan = []
     for family in families:
-        imps, state = methods(args, family, table, rand)
+        imps, state = methods(args, family, table, rand, fill)
         plan += [(family, k, seed, name, imp, state) for k in args.splits
                  for seed in range(args.seed_offset, args.seed_offset + args.seeds) for name, imp in imps.items()]
     rows = []
@@ -303,6 +218,8 @@ def run_cells(args: argparse.Namespace, model, prepared, families: list[str], ta
         rows.append({"family": family, "method": name, "k": k, "seed": seed, **result,
                      "clean_perplexity": clean_ppl, "catastrophic": result["perplexity"] > 2 * clean_ppl,
                      "wall_s": time.perf_counter() - t0})
+        if len(rows) % 50 == 0:
+            pd.DataFrame(rows).to_parquet(args.out / "cells.partial.parquet", index=False)
     return pd.DataFrame(rows)
 
 
@@ -317,7 +234,8 @@ def report(cells: pd.DataFrame, out: Path) -> None:
           f"{sorted(cells.k.unique().tolist())}; seeds {sorted(cells.seed.unique().tolist())}")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for family in dict.fromkeys(cells.family):
-        for method in [m for m in PROTECTING if m in set(cells[cells.family == family].method)]:
+        present = set(cells[cells.family == family].method)
+        for method in [m for m in PROTECTING if m in present and "unprotected" in present]:
             print(cut_report(cells, family, method))
             print("   " + verdict(summary, family, method))
     print(f"wrote {out}: cells.parquet, summary.csv, config.json, outliers.json, {', '.join(p.name for p in paths)}")
@@ -334,7 +252,7 @@ def main() -> None:
     model = load_model(args.model)
     corpus = load_corpus(str(WIKITEXT)) if WIKITEXT.is_file() else load_corpus("default")
     print(f"corpus: {corpus.name}; model {model.name} (L={model.num_layers}, hidden {model.hidden_size})")
-    eval_ids, table = calibrate(args, model, corpus)
+    eval_ids, table, fill = calibrate(args, model, corpus)
     prepared = prepare_windows(model, eval_ids, args.context)
     clean_ppl = math.exp(prepared.clean_nll_sum / prepared.scored_tokens)
     families = [f for f in args.families.split(",") if f]
@@ -343,12 +261,13 @@ def main() -> None:
         print(f"coded family skipped: {skipped}")
         families.remove("coded")
     rand = random_table(table, model.hidden_size)
-    cells = run_cells(args, model, prepared, families, table, rand, clean_ppl)
+    cells = run_cells(args, model, prepared, families, table, rand, clean_ppl, fill)
     cells.to_parquet(args.out / "cells.parquet", index=False)
     config = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)), "corpus": corpus.name,
               "clean_perplexity": clean_ppl, "scored_tokens": prepared.scored_tokens, "coded_skipped": skipped,
-              "specs": {f: {m: repr(i) for m, i in methods(args, f, table, rand)[0].items()} for f in families},
+              "specs": {f: {m: repr(i) for m, i in methods(args, f, table, rand, fill)[0].items()} for f in families},
+              "repair_values": repr(fill),
               "elapsed_s": time.perf_counter() - start, "versions": package_versions()}
     (args.out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     report(cells, args.out)

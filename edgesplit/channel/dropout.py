@@ -46,4 +46,4 @@ class DropoutImpairment(Impairment):
         if self.rescale:
             out = out / (1.0 - self.p)
         erased = float(drop.float().mean()) if drop.numel() else 0.0
-        return ImpairmentResult(x=out.to(x.dtype), stats={"erased_fraction": erased, "mse": mse(out, xf)})
+        return ImpairmentResult(x=out.to(x.dtype), stats={"erased_fraction": erased, "mse": mse(out, xf)}, lost=drop)

@@ -61,6 +61,19 @@ def erase_fragments(
     max_transmissions: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Apply fragment erasures to a flat tensor; returns (received flat tensor, stats)."""
+    lost, stats = fragment_losses(flat, loss, fragment_elements, mode, generator, max_transmissions)
+    return flat.masked_fill(lost, 0), stats
+
+
+def fragment_losses(
+    flat: torch.Tensor,
+    loss: float,
+    fragment_elements: int,
+    mode: str,
+    generator: torch.Generator,
+    max_transmissions: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The draws of :func:`erase_fragments`: (bool mask of the lost elements of ``flat``, stats)."""
     n = flat.numel()
     n_frag = -(-n // fragment_elements)
     sizes = torch.full((n_frag,), float(fragment_elements), dtype=torch.float64, device=flat.device)
@@ -85,7 +98,7 @@ def erase_fragments(
         "retransmissions": float((counts - 1).sum()),
         "extra_latency_factor": float((counts * sizes).sum() / sizes.sum()) if n_frag else 1.0,
     }
-    return flat.masked_fill(element_lost, 0), stats
+    return element_lost, stats
 
 
 @dataclass
@@ -108,9 +121,10 @@ class ErasureImpairment(Impairment):
     def apply(self, x: torch.Tensor, state: ChannelState, generator: torch.Generator | int) -> ImpairmentResult:
         xf = check_activations(x)
         loss = state.loss_rate if self.loss_rate is None else self.loss_rate
-        flat, stats = erase_fragments(
+        lost, stats = fragment_losses(
             xf.reshape(-1), loss, self.fragment_elements, self.mode, as_generator(generator), self.max_transmissions
         )
-        out = flat.reshape(xf.shape)
+        lost = lost.reshape(xf.shape)
+        out = xf.masked_fill(lost, 0)
         stats["mse"] = mse(out, xf)
-        return ImpairmentResult(x=out.to(x.dtype), stats=stats)
+        return ImpairmentResult(x=out.to(x.dtype), stats=stats, lost=lost)

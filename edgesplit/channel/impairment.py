@@ -28,6 +28,10 @@ class ImpairmentResult:
     """The impaired tensor (same shape and dtype as the input)."""
     stats: dict[str, float] = field(default_factory=dict)
     """Measured figures (e.g. measured_snr_db, bit_errors, erased_fraction, extra_latency_factor)."""
+    lost: torch.Tensor | None = None
+    """Bool mask of ``x``'s shape: elements the receiver knows were lost (a dropout mask, an erased fragment, a
+    transport block whose CRC failed) and received as 0. None: the impairment flags nothing (it never erases, or the
+    receiver cannot tell)."""
 
 
 def as_generator(generator: torch.Generator | int) -> torch.Generator:

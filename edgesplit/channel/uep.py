@@ -76,8 +76,49 @@ TOKEN_COUNT_BITS = 32
 """Side information of a packet with protected token rows (their count, in the version-3 frame's header)."""
 TOKENS_DEFAULT = 1
 """Leading positions protected whole by default: SmolLM2's massive activations sit on position 0 alone."""
+MAX_MASSIVE_ROWS = 8
+"""Most rows the massive-row rule (``massive_tau``) adds to a packet's protected rows."""
 
 Channels = tuple[int, ...] | dict[int, tuple[int, ...]]
+
+
+@dataclass(frozen=True, eq=False)
+class RepairValues:
+    """Calibrated per-channel values the receiver puts in place of lost elements (:func:`repair`), per split.
+
+    The edge holds the model, so it computes these itself (:func:`edgesplit.quality.outliers.repair_values`): they
+    cost no bits."""
+
+    body: dict[int, torch.Tensor]
+    """Per split k: ``[hidden]`` per-channel median of the calibration states at positions >= 1."""
+    sink: dict[int, torch.Tensor]
+    """Per split k: ``[hidden]`` per-channel median of the state at position 0 (the attention sink)."""
+    source: str = "unnamed"
+    """What they were calibrated on (a corpus name and token count), for the records."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.body, dict) or not isinstance(self.sink, dict) or self.body.keys() != self.sink.keys():
+            raise ValueError("body and sink must be dicts {k: [hidden] tensor} over the same splits")
+        widths = set()
+        for name, table in (("body", self.body), ("sink", self.sink)):
+            for k, v in table.items():
+                _split_key(k)
+                if not isinstance(v, torch.Tensor) or v.ndim != 1 or not v.is_floating_point() or \
+                        not bool(torch.isfinite(v).all()):
+                    raise ValueError(f"{name}[{k}] must be a finite 1-D float tensor [hidden]")
+                widths.add(v.numel())
+        if len(widths) > 1:
+            raise ValueError(f"every split's values must have one width, got {sorted(widths)}")
+
+    def for_split(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(body, sink) of split ``k``; ValueError if it was not calibrated."""
+        if k not in self.body:
+            raise ValueError(f"no repair values for split {k}; calibrated: {sorted(self.body)}")
+        return self.body[k], self.sink[k]
+
+    def __repr__(self) -> str:
+        width = next((v.numel() for v in self.body.values()), 0)
+        return f"RepairValues(splits={sorted(self.body)}, hidden={width}, source={self.source!r})"
 
 
 def _as_impairment(spec: Impairment | dict[str, Any], name: str) -> Impairment:
@@ -161,6 +202,14 @@ class ProtectedImpairment(Impairment):
     """Sequence positions ``< tokens`` (the attention sink) sent whole (every channel) through the protected path."""
     position_start: int = 0
     """Sequence position of the first row of the next packet (set per packet by :meth:`at_position`)."""
+    massive_tau: float | None = None
+    """Massive-row rule: rows whose max |x| exceeds ``massive_tau`` × the packet's median row max are sent whole too
+    (at most ``max_massive_rows``, largest first; their positions travel in the version-4 frame); None: off."""
+    max_massive_rows: int = MAX_MASSIVE_ROWS
+    """Most rows the massive-row rule adds per packet."""
+    fill: RepairValues | None = None
+    """Erasure repair at the receiver: an element flagged lost (in every copy) is set to its calibrated value
+    (``fill.sink`` in rows sent whole, ``fill.body`` elsewhere) instead of 0; None: lost elements stay 0."""
 
     def __post_init__(self) -> None:
         self.main = _as_impairment(self.main, "main")
@@ -181,6 +230,14 @@ class ProtectedImpairment(Impairment):
         for name in ("tokens", "position_start"):
             if not _is_count(getattr(self, name)):
                 raise ValueError(f"{name} must be an int >= 0, got {getattr(self, name)!r}")
+        tau = self.massive_tau
+        if tau is not None and (isinstance(tau, bool) or not isinstance(tau, int | float) or not math.isfinite(tau)
+                                or tau <= 1.0):
+            raise ValueError(f"massive_tau must be None or a finite number > 1, got {tau!r}")
+        if not _is_count(self.max_massive_rows) or self.max_massive_rows < 1:
+            raise ValueError(f"max_massive_rows must be an int >= 1, got {self.max_massive_rows!r}")
+        if self.fill is not None and not isinstance(self.fill, RepairValues):
+            raise ValueError(f"fill must be None or a RepairValues, got {type(self.fill).__name__}")
 
     def for_split(self, k: int) -> ProtectedImpairment:
         """This impairment for split ``k`` (its table entry is looked up when something is sent)."""
@@ -195,6 +252,14 @@ class ProtectedImpairment(Impairment):
         if len(shape) < 2:
             return 0
         return max(0, min(self.tokens - self.position_start, int(shape[-2])))
+
+    def row_indices(self, x: torch.Tensor) -> list[int]:
+        """Rows (axis -2) of packet ``x`` sent whole, increasing: the leading ones (:meth:`protected_rows`) and, with
+        ``massive_tau``, those whose max |x| (over every leading dim too) exceeds ``massive_tau`` × the median."""
+        leading = self.protected_rows(tuple(x.shape))
+        if self.massive_tau is None or x.dim() < 2 or x.shape[-2] < 2 or x.numel() == 0:
+            return list(range(leading))
+        return sorted(set(range(leading)) | set(massive_rows(x, self.massive_tau, self.max_massive_rows)))
 
     def active_channels(self) -> tuple[int, ...]:
         """The protected channels of the current split; ValueError when a table has no entry for it."""
@@ -220,42 +285,76 @@ class ProtectedImpairment(Impairment):
         chosen = self.active_channels()
         if any(c >= hidden for c in chosen):
             raise ValueError(f"protected channels {list(chosen)} do not fit a hidden size of {hidden}")
+        fill = self._fill_vectors(hidden)
         chosen_set = set(chosen)
         rest = [c for c in range(hidden) if c not in chosen_set]
-        n_tok = self.protected_rows(tuple(xf.shape))
-        body = xf[..., n_tok:, :] if n_tok else xf  # the rows whose other channels go through main
-        out, main_stats = torch.empty_like(xf), {}
+        rows = self.row_indices(xf)
+        n_tok = len(rows)
+        body_rows = [r for r in range(int(xf.shape[-2])) if r not in set(rows)] if n_tok else []
+        body = xf[..., body_rows, :] if n_tok else xf  # the rows whose other channels go through main
+        out, main_stats, lost = torch.empty_like(xf), {}, torch.zeros(xf.shape, dtype=torch.bool, device=xf.device)
+        flagged = True  # every part reported its lost elements
         if rest and (body.numel() or not n_tok):  # a packet protected whole sends no main part
             main_result = self.main.apply(body[..., rest], state, gen)
-            (out[..., n_tok:, :] if n_tok else out)[..., rest], main_stats = main_result.x.float(), main_result.stats
+            _put(out, main_result.x.float(), body_rows if n_tok else None, rest)
+            main_stats, flagged = main_result.stats, main_result.lost is not None
+            if flagged:
+                _put(lost, main_result.lost, body_rows if n_tok else None, rest)
         stats = {f"main.{key}": value for key, value in main_stats.items()}
         copy_stats: dict[str, list[dict[str, float]]] = {"protected": [], "tokens": []}
         if chosen:  # every row's outlier channels, the sink's included
             values = xf[..., list(chosen)]
-            out[..., list(chosen)], copy_stats["protected"], lost = self._send_copies(values, state, gen)
-            stats["protected_erased_fraction"] = lost
+            out[..., list(chosen)], copy_stats["protected"], stats["protected_erased_fraction"], part_lost = \
+                self._send_copies(values, state, gen)
+            flagged = flagged and part_lost is not None
+            if part_lost is not None:
+                lost[..., list(chosen)] = part_lost
         if n_tok and rest:  # the sink rows' other channels: the rest of the whole vector, after the channels
-            head = xf[..., :n_tok, :][..., rest]
-            out[..., :n_tok, rest], copy_stats["tokens"], stats["tokens_erased_fraction"] = \
+            head = xf[..., rows, :][..., rest]
+            received, copy_stats["tokens"], stats["tokens_erased_fraction"], part_lost = \
                 self._send_copies(head, state, gen)
+            _put(out, received, rows, rest)
+            flagged = flagged and part_lost is not None
+            if part_lost is not None:
+                _put(lost, part_lost, rows, rest)
         for name, part_stats in copy_stats.items():
             stats |= {f"{name}.{key}": value for key, value in _mean_stats(part_stats).items()}
+        leading = self.protected_rows(tuple(xf.shape))
         stats |= self._costs(_rows(xf), _rows(body), n_tok and _rows(xf) - _rows(body), len(rest), len(chosen),
-                             main_stats, copy_stats, state)
-        stats |= {"protected_tokens": float(n_tok), "main_absmax_ratio": _absmax_ratio(body, rest), "mse": mse(out, xf)}
-        return ImpairmentResult(x=out.to(x.dtype), stats=stats)
+                             main_stats, copy_stats, state, n_tok - leading)
+        if fill is not None:
+            out = repair(out, lost, *fill, rows)
+        stats |= {"protected_tokens": float(n_tok), "massive_rows": float(n_tok - leading),
+                  "lost_fraction": float(lost.float().mean()) if lost.numel() else 0.0,
+                  "repaired_fraction": float(lost.float().mean()) if fill is not None and lost.numel() else 0.0,
+                  "main_absmax_ratio": _absmax_ratio(body, rest), "mse": mse(out, xf)}
+        return ImpairmentResult(x=out.to(x.dtype), stats=stats, lost=lost if flagged else None)
 
-    def _send_copies(self, values: torch.Tensor, state: ChannelState,
-                     gen: torch.Generator) -> tuple[torch.Tensor, list[dict[str, float]], float]:
+    def _fill_vectors(self, hidden: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(body, sink) repair values of the current split, or None without ``fill``."""
+        if self.fill is None:
+            return None
+        if self.split_k is None:
+            raise ValueError("fill holds per-split values; pick the split with for_split(k) or pass split_k to "
+                             "ImpairedLink")
+        body, sink = self.fill.for_split(self.split_k)
+        if body.numel() != hidden:
+            raise ValueError(f"fill values have {body.numel()} channels, the hidden state {hidden}")
+        return body, sink
+
+    def _send_copies(self, values: torch.Tensor, state: ChannelState, gen: torch.Generator
+                     ) -> tuple[torch.Tensor, list[dict[str, float]], float, torch.Tensor | None]:
         """``copies`` transmissions of ``values`` (one call of ``protected`` each), combined by the rule; with the
-        fraction of non-zero inputs that arrived as 0."""
+        fraction of non-zero inputs that arrived as 0 and the elements lost in every copy (None: not reported)."""
         results = [self.protected.apply(values, state, gen) for _ in range(self.copies)]
         received = combine_copies(torch.stack([r.x.float() for r in results]), self.rule)
-        return received, [r.stats for r in results], _erased_fraction(values, received)
+        masks = [r.lost for r in results]
+        lost = torch.stack(masks).all(0) if all(m is not None for m in masks) else None
+        return received, [r.stats for r in results], _erased_fraction(values, received), lost
 
     def _costs(self, rows: int, body_rows: int, head_rows: int, n_rest: int, n_prot: int,
                main_stats: dict[str, float], copy_stats: dict[str, list[dict[str, float]]],
-               state: ChannelState) -> dict[str, float]:
+               state: ChannelState, positions: int = 0) -> dict[str, float]:
         """Bits and channel uses of every part, and of ``main`` alone on every element (the baseline)."""
         eb = self.element_bits
         main_bits, main_uses = part_cost(self.main, body_rows, n_rest, main_stats, eb) if n_rest else (0.0, 0.0)
@@ -264,13 +363,47 @@ class ProtectedImpairment(Impairment):
         prot_bits, prot_uses = sum(b for b, _ in prot + tok), sum(u for _, u in prot + tok)
         base_bits, base_uses = part_cost(self.main, rows, n_rest + n_prot, main_stats, eb, sent=(body_rows, n_rest),
                                          state=state)
-        side = float(INDEX_BITS * n_prot + (TOKEN_COUNT_BITS if head_rows else 0))
+        side = float(INDEX_BITS * (n_prot + positions) + (TOKEN_COUNT_BITS if head_rows else 0))
         total_bits, total_uses = main_bits + prot_bits + side, main_uses + prot_uses + side
         return {"protected_channels": float(n_prot), "copies": float(self.copies), "main_bits": float(main_bits),
                 "protected_bits": float(prot_bits), "protected_token_bits": float(sum(b for b, _ in tok)),
                 "side_bits": side, "total_bits": float(total_bits), "baseline_bits": float(base_bits),
                 "extra_bits_ratio": _ratio(total_bits, base_bits), "main_channel_uses": float(main_uses),
                 "protected_channel_uses": float(prot_uses), "extra_airtime_ratio": _ratio(total_uses, base_uses)}
+
+
+def massive_rows(x: torch.Tensor, tau: float, limit: int) -> list[int]:
+    """Rows (axis -2) of ``x`` whose max |x| (over the last dim and every leading dim) exceeds ``tau`` × the median
+    row max: at most ``limit``, largest first (the sender's rule; the positions travel in the frame)."""
+    if x.dim() < 2:
+        raise ValueError(f"massive rows need a [..., T, hidden] tensor, got shape {list(x.shape)}")
+    peak = x.detach().abs().float().amax(-1).reshape(-1, x.shape[-2]).amax(0)
+    reference = float(peak.median())
+    if not reference > 0:  # an all-zero packet (or NaNs) has no massive row
+        return []
+    order = torch.argsort(peak, descending=True, stable=True)[:limit]
+    return [int(r) for r in order if float(peak[r]) > tau * reference]
+
+
+def repair(out: torch.Tensor, lost: torch.Tensor, body: torch.Tensor, sink: torch.Tensor,
+           rows: list[int]) -> torch.Tensor:
+    """The erasure-repair rule: ``out`` with every ``lost`` element set to its channel's calibrated value, ``sink``
+    in ``rows`` (those sent whole: the attention sink and massive rows), ``body`` elsewhere."""
+    if lost.shape != out.shape:
+        raise ValueError(f"lost mask {list(lost.shape)} does not match the tensor {list(out.shape)}")
+    values = body.to(out).expand_as(out).clone()
+    if rows and out.dim() >= 2:
+        values[..., rows, :] = sink.to(out)
+    return torch.where(lost, values, out)
+
+
+def _put(out: torch.Tensor, values: torch.Tensor, rows: list[int] | None, cols: list[int]) -> None:
+    """``out[..., rows, cols] = values`` (rows None: every row), written in place."""
+    if rows is None:
+        out[..., cols] = values
+    else:
+        index = torch.tensor(rows, device=out.device)[:, None], torch.tensor(cols, device=out.device)[None, :]
+        out[(..., *index)] = values.to(out.dtype)
 
 
 def _mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:

@@ -196,7 +196,8 @@ class ActivationPacket:
         if magic != MAGIC:
             raise PacketError(f"bad magic {magic!r}, expected {MAGIC!r}")
         if version != FORMAT_VERSION:
-            hint = " (version 2 carries a protected part: use edgesplit.packet.decode_frame)" if version == 2 else ""
+            hint = " (versions 2-4 carry a protected part: use edgesplit.packet.decode_frame)" \
+                if version in (2, 3, 4) else ""
             raise PacketError(f"unknown format version {version}; this reader understands {FORMAT_VERSION}{hint}")
         if header_len > limits.max_header_bytes:
             raise PacketError(f"header is {header_len} bytes, over the limit of {limits.max_header_bytes}")

@@ -69,6 +69,8 @@ PROTECTED_FORMAT_VERSION = 2
 """Frame version of packets with protected channels (and no protected token rows)."""
 TOKENS_FORMAT_VERSION = 3
 """Frame version of packets whose first token rows also travel whole in the protected encoding."""
+ROWS_FORMAT_VERSION = 4
+"""Frame version of packets whose rows sent whole are any rows (e.g. massive ones), listed by position."""
 PART_ENCODINGS = ("float32", "float16", "bfloat16", "int8", "int4")
 """Encodings either part of a protected packet may use."""
 
@@ -88,7 +90,10 @@ class ProtectedPacket:
     main: ActivationPacket
     """Every other channel of rows N.. in increasing index order, shape ``[*lead, T - N, hidden - M]``."""
     tokens: ActivationPacket | None = None
-    """The other channels of the first N rows, ``[*lead, N, hidden - M]`` (version 3); None: no protected rows."""
+    """The other channels of the N rows sent whole, ``[*lead, N, hidden - M]`` (versions 3, 4); None: none."""
+    positions: tuple[int, ...] | None = None
+    """Rows (axis -2, from the packet's first) sent whole, increasing (version 4); None: the first N rows (version
+    3). The first N rows given explicitly are stored as None, so they still make a version-3 frame."""
 
     def __post_init__(self) -> None:
         parts = {"protected": self.protected, "main": self.main} | ({"tokens": self.tokens} if self.tokens else {})
@@ -111,12 +116,18 @@ class ProtectedPacket:
         _check_channels(self.channels, p.shape[-1] + m.shape[-1], 0 if t is not None else 1)
         if len(self.channels) != p.shape[-1]:
             raise PacketError(f"{len(self.channels)} channel indices for a protected part of {p.shape[-1]} channels")
+        if self.positions is not None:
+            if t is None:
+                raise PacketError("row positions need a token part (the rows they name)")
+            rows = _check_positions(tuple(self.positions), t.shape[-2], p.shape[-2])
+            object.__setattr__(self, "positions", None if rows == tuple(range(len(rows))) else rows)
 
     @classmethod
     def from_tensor(cls, x: torch.Tensor, channels: tuple[int, ...] | list[int], *, session_id: str, split_k: int,
                     position_start: int = 0, encoding: str = "float32", protected_encoding: str = "float32",
-                    tokens: int = 0) -> ProtectedPacket:
-        """Split ``x`` ``[..., hidden]`` into ``x[..., channels]``, the first ``tokens`` rows' rest and the rest."""
+                    tokens: int = 0, rows: tuple[int, ...] | list[int] | None = None) -> ProtectedPacket:
+        """Split ``x`` ``[..., hidden]`` into ``x[..., channels]``, the rest of the rows sent whole (the first
+        ``tokens``, or the increasing row indices ``rows`` when given) and the rest."""
         if not isinstance(x, torch.Tensor) or x.dim() == 0 or not x.is_floating_point():
             raise ValueError("ProtectedPacket.from_tensor needs a floating-point tensor [..., hidden]")
         for name, enc in (("encoding", encoding), ("protected_encoding", protected_encoding)):
@@ -125,26 +136,49 @@ class ProtectedPacket:
         if type(tokens) is not int or tokens < 0 or (tokens and (x.dim() < 2 or tokens > x.shape[-2])):
             raise ValueError(f"tokens must be an int in 0..T of a [..., T, hidden] tensor, got {tokens!r} for "
                              f"shape {list(x.shape)}")
+        if rows is not None:
+            if tokens or x.dim() < 2 or isinstance(rows, str | bytes) or not hasattr(rows, "__iter__"):
+                raise ValueError(f"rows must be a sequence of row indices of a [..., T, hidden] tensor (and tokens "
+                                 f"0), got rows={rows!r}, tokens={tokens!r}")
+            try:
+                rows = _check_positions(tuple(rows), len(tuple(rows)), int(x.shape[-2]))
+            except PacketError as err:
+                raise ValueError(str(err)) from None
+        sent = list(rows) if rows is not None else list(range(tokens))
+        tokens = len(sent)
         chosen = _check_channels(tuple(channels), int(x.shape[-1]), 0 if tokens else 1)
         rest = rest_channels(chosen, int(x.shape[-1]))
         fields = {"session_id": session_id, "split_k": split_k, "position_start": position_start}
         part_encoding = protected_encoding if chosen else "float32"  # an empty part: 0 bytes
         protected = ActivationPacket.from_tensor(x[..., list(chosen)], encoding=part_encoding, **fields)
-        main = ActivationPacket.from_tensor((x[..., tokens:, :] if tokens else x)[..., rest], encoding=encoding,
+        others = [r for r in range(int(x.shape[-2])) if r not in set(sent)] if tokens else []
+        main = ActivationPacket.from_tensor((x[..., others, :] if tokens else x)[..., rest], encoding=encoding,
                                             **fields)
-        head = ActivationPacket.from_tensor(x[..., :tokens, :][..., rest], encoding=protected_encoding, **fields) \
+        head = ActivationPacket.from_tensor(x[..., sent, :][..., rest], encoding=protected_encoding, **fields) \
             if tokens else None
-        return cls(chosen, protected, main, head)
+        return cls(chosen, protected, main, head, tuple(sent) if tokens else None)
 
     def to_tensor(self) -> torch.Tensor:
         """The reassembled float32 tensor ``[..., hidden]``: every value back at its channel and row."""
         n, rest = self.token_rows, rest_channels(self.channels, self.hidden_size)
         out = torch.empty(self.shape, dtype=torch.float32)
         out[..., list(self.channels)] = self.protected.to_tensor()
-        (out[..., n:, :] if n else out)[..., rest] = self.main.to_tensor()
-        if self.tokens is not None:
-            out[..., :n, rest] = self.tokens.to_tensor()
+        if self.positions is None:
+            (out[..., n:, :] if n else out)[..., rest] = self.main.to_tensor()
+            if self.tokens is not None:
+                out[..., :n, rest] = self.tokens.to_tensor()
+            return out
+        sent = list(self.positions)
+        others = [r for r in range(self.shape[-2]) if r not in set(sent)]
+        cols = torch.tensor(rest)[None, :]
+        out[..., torch.tensor(others, dtype=torch.long)[:, None], cols] = self.main.to_tensor()
+        out[..., torch.tensor(sent)[:, None], cols] = self.tokens.to_tensor()
         return out
+
+    @property
+    def rows(self) -> tuple[int, ...]:
+        """The rows sent whole (axis -2, increasing; empty for a version-2 packet)."""
+        return tuple(range(self.token_rows)) if self.positions is None else self.positions
 
     @property
     def token_rows(self) -> int:
@@ -153,8 +187,10 @@ class ProtectedPacket:
 
     @property
     def version(self) -> int:
-        """Frame format version: 3 with protected token rows, else 2."""
-        return PROTECTED_FORMAT_VERSION if self.tokens is None else TOKENS_FORMAT_VERSION
+        """Frame format version: 4 with rows sent whole listed by position, 3 with the first rows, else 2."""
+        if self.tokens is None:
+            return PROTECTED_FORMAT_VERSION
+        return TOKENS_FORMAT_VERSION if self.positions is None else ROWS_FORMAT_VERSION
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -170,7 +206,8 @@ class ProtectedPacket:
     def payload_bytes(self) -> int:
         """Index list plus every part's payload (scales included)."""
         head = self.tokens.payload_bytes if self.tokens is not None else 0
-        return _INDEX.itemsize * len(self.channels) + self.protected.payload_bytes + head + self.main.payload_bytes
+        listed = len(self.channels) + (len(self.positions) if self.positions is not None else 0)
+        return _INDEX.itemsize * listed + self.protected.payload_bytes + head + self.main.payload_bytes
 
     @property
     def nbytes(self) -> int:
@@ -178,14 +215,15 @@ class ProtectedPacket:
         return len(self.encode())
 
     def encode(self) -> bytes:
-        """The full version-2 or version-3 frame."""
+        """The full version-2, 3 or 4 frame."""
         return self._frame
 
     @cached_property
     def _frame(self) -> bytes:
         header = _header_json(self)
         head_part = [self.tokens.payload] if self.tokens is not None else []
-        parts = [np.asarray(self.channels, dtype=_INDEX).tobytes(), self.protected.payload, *head_part,
+        positions = [np.asarray(self.positions, dtype=_INDEX).tobytes()] if self.positions is not None else []
+        parts = [np.asarray(self.channels, dtype=_INDEX).tobytes(), *positions, self.protected.payload, *head_part,
                  self.main.payload]
         head = _HEAD.pack(MAGIC, self.version, len(header))
         crc = zlib.crc32(header, zlib.crc32(head))
@@ -195,8 +233,7 @@ class ProtectedPacket:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview, limits: PacketLimits = DEFAULT_LIMITS) -> ProtectedPacket:
-        """Parse and fully verify one version-2 or version-3 frame; raises :class:`PacketError` for anything
-        malformed."""
+        """Parse and fully verify one version-2, 3 or 4 frame; raises :class:`PacketError` for anything malformed."""
         if not isinstance(limits, PacketLimits):
             raise TypeError(f"limits must be a PacketLimits, got {type(limits).__name__}")
         view = _immutable_view(data)
@@ -220,7 +257,8 @@ class ProtectedPacket:
         _check_limits(tuple(obj["shape"]), limits)
         shapes = _part_shapes(obj)
         encodings = {name: obj[name]["encoding"] for name in shapes}
-        sizes = {"indices": 4 * obj["protected"]["count"]} | \
+        listed = obj["tokens"]["count"] if version == ROWS_FORMAT_VERSION else 0
+        sizes = {"indices": 4 * obj["protected"]["count"], "positions": 4 * listed} | \
             {name: payload_len(encodings[name], shape) for name, shape in shapes.items()}
         if size - start != sum(sizes.values()):
             kind = "truncated" if size - start < sum(sizes.values()) else "trailing bytes after"
@@ -228,20 +266,25 @@ class ProtectedPacket:
         if zlib.crc32(view[_CRC_FIELD.stop:], zlib.crc32(view[:_CRC_FIELD.start])) != crc:
             raise PacketError("CRC32 mismatch: the frame is corrupted")
         channels = tuple(int(c) for c in np.frombuffer(view, dtype=_INDEX, count=sizes["indices"] // 4, offset=start))
-        fields, parts, at = (obj["session_id"], obj["split_k"], obj["position_start"]), {}, start + sizes["indices"]
+        at = start + sizes["indices"]
+        positions = tuple(int(r) for r in np.frombuffer(view, dtype=_INDEX, count=listed, offset=at)) \
+            if version == ROWS_FORMAT_VERSION else None
+        if positions is not None and positions == tuple(range(listed)):
+            raise PacketError("version-4 row positions are the first rows: that packet is a version-3 frame")
+        fields, parts, at = (obj["session_id"], obj["split_k"], obj["position_start"]), {}, at + sizes["positions"]
         for name, shape in shapes.items():  # in wire order: protected, tokens, main
             parts[name] = ActivationPacket(*fields, shape, encodings[name], view[at:at + sizes[name]])
             at += sizes[name]
-        return cls(channels, parts["protected"], parts["main"], parts.get("tokens"))
+        return cls(channels, parts["protected"], parts["main"], parts.get("tokens"), positions)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProtectedPacket):
             return NotImplemented
-        return (self.channels, self.protected, self.main, self.tokens) == \
-            (other.channels, other.protected, other.main, other.tokens)
+        return (self.channels, self.protected, self.main, self.tokens, self.positions) == \
+            (other.channels, other.protected, other.main, other.tokens, other.positions)
 
     def __hash__(self) -> int:
-        return hash((self.channels, self.protected, self.main, self.tokens))
+        return hash((self.channels, self.protected, self.main, self.tokens, self.positions))
 
 
 def rest_channels(channels: tuple[int, ...], hidden: int) -> list[int]:
@@ -252,14 +295,23 @@ def rest_channels(channels: tuple[int, ...], hidden: int) -> list[int]:
 
 def decode_frame(data: bytes | bytearray | memoryview,
                  limits: PacketLimits = DEFAULT_LIMITS) -> ActivationPacket | ProtectedPacket:
-    """Decode a version-1 (:class:`ActivationPacket`) or version-2 / 3 (:class:`ProtectedPacket`) frame."""
+    """Decode a version-1 (:class:`ActivationPacket`) or version-2 / 3 / 4 (:class:`ProtectedPacket`) frame."""
     view = _immutable_view(data)
     if view.nbytes > 4 and view[4] in _VERSIONS:
         return ProtectedPacket.decode(view, limits)
     return ActivationPacket.decode(view, limits)  # version 1, or the clear error for anything else
 
 
-_VERSIONS = (PROTECTED_FORMAT_VERSION, TOKENS_FORMAT_VERSION)
+_VERSIONS = (PROTECTED_FORMAT_VERSION, TOKENS_FORMAT_VERSION, ROWS_FORMAT_VERSION)
+
+
+def _check_positions(rows: tuple[Any, ...], count: int, total: int) -> tuple[int, ...]:
+    """``rows``: ``count`` strictly increasing ints in ``[0, total)``, else PacketError."""
+    if len(rows) != count or not 1 <= count <= total:
+        raise PacketError(f"need 1..{total} row positions, one per row sent whole ({count}), got {len(rows)}")
+    if any(type(r) is not int or not 0 <= r < total for r in rows) or list(rows) != sorted(set(rows)):
+        raise PacketError(f"row positions must be distinct increasing ints in [0, {total}), got {list(rows)}")
+    return rows
 
 
 def _check_channels(channels: tuple[Any, ...], hidden: int, least: int = 1) -> tuple[int, ...]:
@@ -300,7 +352,7 @@ def _parse_header(raw: memoryview, version: int = PROTECTED_FORMAT_VERSION) -> d
         obj = json.loads(bytes(raw).decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
         raise PacketError(f"header is not valid UTF-8 JSON: {exc}") from exc
-    keys = _HEADER_KEYS_V3 if version == TOKENS_FORMAT_VERSION else _HEADER_KEYS
+    keys = _HEADER_KEYS if version == PROTECTED_FORMAT_VERSION else _HEADER_KEYS_V3
     if not isinstance(obj, dict) or obj.keys() != keys:
         got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
         raise PacketError(f"version {version} header must be an object with keys {sorted(keys)}, got {got}")

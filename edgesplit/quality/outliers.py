@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from edgesplit.channel.uep import RepairValues
 from edgesplit.models import LoadedModel
 from edgesplit.quality.windows import batch_windows, make_windows
 
@@ -170,6 +171,18 @@ def _check_splits(splits: tuple[int, ...] | None, num_layers: int) -> tuple[int,
     return chosen
 
 
+def _split_states(model: LoadedModel, ids: torch.Tensor, chosen: tuple[int, ...]):
+    """Yield ``(k, hidden state entering layer k)`` of a batch ``ids`` ``[B, T]`` for each split in ``chosen``."""
+    adapter = model.adapter
+    positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand(ids.shape[0], -1)
+    hidden = adapter.embed_tokens(ids, positions)
+    inputs = adapter.prepare(hidden, None, positions, None, 0, adapter.num_layers)
+    for index in range(max(chosen)):
+        hidden = adapter.run_layers(hidden, index, index + 1, inputs, None)
+        if index + 1 in chosen:
+            yield index + 1, hidden.detach().float()
+
+
 @torch.inference_mode()
 def channel_peaks(model: LoadedModel, token_ids: torch.Tensor, splits: tuple[int, ...] | None = None, *,
                   context: int = 256, batch_size: int = 2) -> dict[int, torch.Tensor]:
@@ -180,19 +193,42 @@ def channel_peaks(model: LoadedModel, token_ids: torch.Tensor, splits: tuple[int
     """
     if token_ids.ndim != 1:
         raise ValueError(f"token_ids must be a 1-D stream, got shape {tuple(token_ids.shape)}")
-    chosen, adapter = _check_splits(splits, model.num_layers), model.adapter
+    chosen = _check_splits(splits, model.num_layers)
     peaks = {k: torch.zeros(model.hidden_size) for k in chosen}
     for batch in batch_windows(make_windows(int(token_ids.numel()), context), batch_size):
         ids = torch.stack([token_ids[w.begin:w.end] for w in batch]).to(model.model.device)
-        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand(ids.shape[0], -1)
-        hidden = adapter.embed_tokens(ids, positions)
-        inputs = adapter.prepare(hidden, None, positions, None, 0, adapter.num_layers)
-        for index in range(max(chosen)):
-            hidden = adapter.run_layers(hidden, index, index + 1, inputs, None)
-            if index + 1 in peaks:
-                step = hidden.detach().abs().float().amax(dim=tuple(range(hidden.ndim - 1))).cpu()
-                peaks[index + 1] = torch.maximum(peaks[index + 1], step)
+        for k, hidden in _split_states(model, ids, chosen):
+            peaks[k] = torch.maximum(peaks[k], hidden.abs().amax(dim=tuple(range(hidden.ndim - 1))).cpu())
     return peaks
+
+
+@torch.inference_mode()
+def repair_values(model: LoadedModel, token_ids: torch.Tensor, splits: tuple[int, ...] | None = None, *,
+                  context: int = 256, batch_size: int = 2, sink_tokens: int = 64,
+                  corpus: str = "unnamed") -> RepairValues:
+    """The erasure-repair values (:class:`~edgesplit.channel.uep.RepairValues`) of ``model`` on ``token_ids``.
+
+    ``body[k]``: per-channel median of the states entering layer k over every calibration token at positions >= 1
+    (windows of ``context``); ``sink[k]``: per-channel median of the state at position 0 over the first
+    ``sink_tokens`` distinct calibration tokens, each run alone (position 0 sees only its own token, so a one-token
+    forward is exact). The edge runs this itself: the values cost no bits on the link.
+    """
+    if token_ids.ndim != 1 or token_ids.numel() < 2:
+        raise ValueError(f"token_ids must be a 1-D stream of >= 2 tokens, got shape {tuple(token_ids.shape)}")
+    if isinstance(sink_tokens, bool) or not isinstance(sink_tokens, int) or sink_tokens < 1:
+        raise ValueError(f"sink_tokens must be an int >= 1, got {sink_tokens!r}")
+    chosen, device = _check_splits(splits, model.num_layers), model.model.device
+    rows: dict[int, list[torch.Tensor]] = {k: [] for k in chosen}
+    for batch in batch_windows(make_windows(int(token_ids.numel()), context), batch_size):
+        ids = torch.stack([token_ids[w.begin:w.end] for w in batch]).to(device)
+        for k, hidden in _split_states(model, ids, chosen):
+            rows[k].append(hidden[:, 1:].reshape(-1, hidden.shape[-1]).cpu())
+    firsts = list(dict.fromkeys(int(t) for t in token_ids))[:sink_tokens]
+    sink = {k: h[:, 0].cpu().median(0).values for k, h in
+            _split_states(model, torch.tensor(firsts, device=device)[:, None], chosen)}
+    body = {k: torch.cat(rows[k]).median(0).values for k in chosen}
+    return RepairValues(body=body, sink=sink, source=f"{corpus}, {int(token_ids.numel())} tokens, "
+                                                      f"{len(firsts)} sink tokens")
 
 
 def detect_outliers(model: LoadedModel, token_ids: torch.Tensor, rule: OutlierRule | None = None, *,

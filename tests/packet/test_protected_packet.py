@@ -83,8 +83,8 @@ def test_version_1_frames_still_parse_and_readers_refuse_each_other() -> None:
         ActivationPacket.decode(_packet().encode())
     with pytest.raises(PacketError, match="format version 1 is not a protected frame"):
         ProtectedPacket.decode(v1.encode())
-    with pytest.raises(PacketError, match="unknown format version 4"):
-        decode_frame(build_frame(good_header(), good_payload(), version=4))
+    with pytest.raises(PacketError, match="unknown format version 5"):
+        decode_frame(build_frame(good_header(), good_payload(), version=5))
 
 
 def test_crafted_good_frame_decodes() -> None:

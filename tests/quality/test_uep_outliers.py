@@ -12,6 +12,7 @@ from edgesplit.quality.outliers import (
     OutlierTable,
     channel_peaks,
     detect_outliers,
+    repair_values,
     select_outliers,
 )
 from tests.conftest import make_tiny
@@ -52,6 +53,23 @@ def test_peaks_cover_only_requested_splits(planted) -> None:
         channel_peaks(planted, _ids(), splits=(4,))
     with pytest.raises(ValueError, match="1-D stream"):
         channel_peaks(planted, _ids().view(2, -1))
+
+
+def test_repair_values_are_per_channel_medians_and_the_exact_sink_state(planted) -> None:
+    from edgesplit.split import DeviceHead
+
+    ids = _ids()
+    fill = repair_values(planted, ids, splits=(1, 2), context=64, sink_tokens=1)
+    assert sorted(fill.body) == [1, 2] and fill.body[2].shape == (64,) and "1 sink tokens" in fill.source
+    with torch.inference_mode():
+        window = DeviceHead(planted, 2)(ids[None, :64]).float()[0]  # the first window's state entering layer 2
+    assert torch.allclose(fill.sink[2], window[0], atol=1e-4)  # position 0 sees only its own token
+    body = repair_values(planted, ids[:64], splits=(2,), context=64).body[2]
+    assert torch.allclose(body, window[1:].median(0).values, atol=1e-4)
+    with pytest.raises(ValueError, match="1-D stream of >= 2 tokens"):
+        repair_values(planted, ids.view(2, -1))
+    with pytest.raises(ValueError, match="sink_tokens must be an int >= 1"):
+        repair_values(planted, ids, sink_tokens=0)
 
 
 def test_rule_threshold_cap_and_order() -> None:

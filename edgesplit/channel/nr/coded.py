@@ -198,7 +198,7 @@ class CodedImpairment(Impairment):
             "quantization_mse": mse(clean, xf),
             "mse": mse(out, xf),
         }
-        return ImpairmentResult(x=out.to(x.dtype), stats=stats)
+        return ImpairmentResult(x=out.to(x.dtype), stats=stats, lost=lost.reshape(q.shape))
 
     def _expected_first_error(self, info: TransportBlockInfo, snr_db: float) -> float:
         """The abstraction's first-transmission TB error rate (NaN for an MCS without a BLER curve)."""
