@@ -184,7 +184,7 @@ def plan(quick: bool) -> tuple[list[dict], list[dict]]:
 
 
 def _row_tdl(row) -> TdlConfig:
-    return TdlConfig(profile=str(row["profile"]), delay_spread_s=float(row["delay_spread_ns"]) * 1e-9)
+    return TdlConfig(profile=str(row["profile"]), delay_spread_s=float(row["delay_spread_ns"]) / 1e9)
 
 
 def plan_tdl(quick: bool) -> list[dict]:

@@ -95,17 +95,18 @@ def test_eesm_of_a_flat_channel_is_the_flat_snr_and_lies_between_min_and_mean() 
 
 def test_expected_error_rate_monotone_deterministic_and_flat_tdl_matches_rayleigh() -> None:
     info = transport_block(TWO_PRB, 1, 9)
-    snrs = np.arange(-2.0, 20.0, 1.0)
+    snrs = np.arange(-2.0, 20.0, 2.0)
     first = np.array([failure_probabilities(info, s, 1, "tdl", carrier=TWO_PRB)[1] for s in snrs])
     assert first[0] > 0.6 and first[-1] < 0.02 and np.all(np.diff(first) <= 0.0)
-    q = failure_probabilities(info, 6.0, 4, "tdl", carrier=TWO_PRB)
-    assert q[0] == 1.0 and np.all(np.diff(q) <= 0.0) and q[1] == first[8]  # q_1 does not depend on N
-    assert np.array_equal(q, failure_probabilities(info, 6.0, 4, "tdl", carrier=TWO_PRB, tdl=TdlConfig()))
-    # a 1 ns TDL-C is flat Rayleigh: the EESM average must match the exact Rayleigh quadrature (MC: 1024 sets)
-    flat = failure_probabilities(info, 8.0, 3, "tdl", carrier=TWO_PRB, tdl=FLAT)
-    assert flat == pytest.approx(failure_probabilities(info, 8.0, 3, "rayleigh"), abs=0.04)
+    q = failure_probabilities(info, 6.0, 2, "tdl", carrier=TWO_PRB)
+    assert q[0] == 1.0 and np.all(np.diff(q) <= 0.0) and q[1] == first[4]  # q_1 does not depend on N
+    assert np.array_equal(q, failure_probabilities(info, 6.0, 2, "tdl", carrier=TWO_PRB, tdl=TdlConfig()))
+    # a 1 ns TDL-C is flat Rayleigh: the EESM average must match the exact Rayleigh quadrature (MC: 8192 sets;
+    # measured q_1, q_2 = 0.282, 0.040 vs 0.279, 0.044)
+    flat = failure_probabilities(info, 8.0, 2, "tdl", carrier=TWO_PRB, tdl=FLAT)
+    assert flat == pytest.approx(failure_probabilities(info, 8.0, 2, "rayleigh"), abs=0.02)
     # frequency diversity over 300 ns: TDL-C loses fewer TBs after HARQ than flat fading at the same mean SNR
-    assert q[2] < failure_probabilities(info, 6.0, 4, "tdl", carrier=TWO_PRB, tdl=FLAT)[2]
+    assert q[2] < failure_probabilities(info, 6.0, 2, "tdl", carrier=TWO_PRB, tdl=FLAT)[2]
 
 
 def test_abstracted_draws_follow_the_expected_rate() -> None:
