@@ -34,8 +34,10 @@ CHANNEL_KINDS = ("ideal", "dropout", "awgn", "digital", "coded")
 ENCODING_BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8, "int4": 4}
 CODED_PATHS = ("abstracted", "bit_true")
 """Paths of the coded link: block errors from BLER tables (fast) or Sionna's LDPC chain end to end (slow)."""
+CODED_CHANNELS = ("awgn", "rayleigh", "tdl")
+"""Per-transmission channels of the coded link (:data:`edgesplit.channel.nr.CHANNELS`)."""
 CODED_DEFAULTS = {"mcs_table": 1, "target_bler": 0.1, "harq_transmissions": 4, "coded_path": "abstracted",
-                  "carrier_bandwidth_hz": 20e6}
+                  "carrier_bandwidth_hz": 20e6, "coded_channel": "awgn"}
 """The coded-only fields and their defaults (the other kinds must leave them so)."""
 NR_SUBCARRIER_SPACING_HZ = 30_000
 """Subcarrier spacing of a coded setting's NR carrier (numerology 1: 0.5 ms slots)."""
@@ -75,6 +77,11 @@ class ChannelSetting:
     """Coded only: ``abstracted`` (TB errors from Sionna's BLER tables) or ``bit_true`` (Sionna's LDPC chain)."""
     carrier_bandwidth_hz: float = 20e6
     """Coded only: NR carrier channel bandwidth at 30 kHz SCS; must be the cost model's ``link.bandwidth_hz``."""
+    coded_channel: str = "awgn"
+    """Coded only: what each transport block transmission sees around ``snr_db`` — ``awgn`` (the block's SNR,
+    ``fading_gain`` included), ``rayleigh`` (flat |h|² ~ Exp(1) per slot) or ``tdl`` (TR 38.901 TDL, frequency
+    selective per resource element, :class:`edgesplit.channel.nr.TdlConfig` defaults). With rayleigh / tdl, link
+    adaptation works on the mean SNR and the fading-averaged error rate."""
 
     def __post_init__(self) -> None:
         # Normalise numbers so that equal settings are equal everywhere (``snr_db=10`` and ``10.0`` must hash,
@@ -105,6 +112,8 @@ class ChannelSetting:
             raise ValueError(f"target_bler must be in (0, 1), got {self.target_bler!r}")
         if self.coded_path not in CODED_PATHS:
             raise ValueError(f"unknown coded_path {self.coded_path!r}; accepted: {', '.join(CODED_PATHS)}")
+        if self.coded_channel not in CODED_CHANNELS:
+            raise ValueError(f"unknown coded_channel {self.coded_channel!r}; accepted: {', '.join(CODED_CHANNELS)}")
         if self.kind != "coded":
             changed = [name for name, default in CODED_DEFAULTS.items() if getattr(self, name) != default]
             if changed:
@@ -131,7 +140,7 @@ class ChannelSetting:
         if self.kind == "awgn":
             return make_impairment("awgn")
         if self.kind == "coded":
-            return make_impairment("coded", bits=self.bits, path=self.coded_path, channel="awgn",
+            return make_impairment("coded", bits=self.bits, path=self.coded_path, channel=self.coded_channel,
                                    carrier={"bandwidth_hz": self.carrier_bandwidth_hz,
                                             "subcarrier_spacing_hz": NR_SUBCARRIER_SPACING_HZ},
                                    mcs_table=self.mcs_table, mcs=None, target_bler=self.target_bler,
@@ -164,7 +173,7 @@ class ChannelSetting:
         """What a coded label adds for options off their defaults (e.g. ``table2``, ``bler0.01``, ``harq1``)."""
         spelt = {"mcs_table": f"table{self.mcs_table}", "target_bler": f"bler{self.target_bler:g}",
                  "harq_transmissions": f"harq{self.harq_transmissions}", "coded_path": "bit-true",
-                 "carrier_bandwidth_hz": f"{self.carrier_bandwidth_hz / 1e6:g}MHz"}
+                 "carrier_bandwidth_hz": f"{self.carrier_bandwidth_hz / 1e6:g}MHz", "coded_channel": self.coded_channel}
         return [text for name, text in spelt.items() if getattr(self, name) != CODED_DEFAULTS[name]]
 
     def to_dict(self) -> dict[str, object]:

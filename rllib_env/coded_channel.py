@@ -1,7 +1,7 @@
 """The coded 5G NR channel of :class:`~rllib_env.split_env.SplitEnv` (``channel_kind="coded"``).
 
-The env's coded options (``mcs_table``, ``target_bler``, ``harq_transmissions``, ``coded_path``) are the
-:class:`~edgesplit.scenario.ChannelSetting` fields of that name; the carrier is the reward preset's link bandwidth
+The env's coded options (``mcs_table``, ``target_bler``, ``harq_transmissions``, ``coded_path``, ``coded_channel``)
+are the :class:`~edgesplit.scenario.ChannelSetting` fields of that name; the carrier is the reward preset's link bandwidth
 (``5g-nr-20mhz`` → 20 MHz), the one the cost model charges, so every block's setting is priced by the NR cost model
 on the carrier its impairment uses.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from edgesplit.scenario import CODED_DEFAULTS, ChannelSetting
 
-ENV_FIELDS = ("mcs_table", "target_bler", "harq_transmissions", "coded_path")
+ENV_FIELDS = ("mcs_table", "target_bler", "harq_transmissions", "coded_path", "coded_channel")
 """The coded options a :class:`~rllib_env.split_env.SplitEnvConfig` carries (the carrier comes from the link)."""
 
 

@@ -120,6 +120,8 @@ class SplitEnvConfig:
     """Coded only: HARQ transmissions per TB at most (1 = no HARQ)."""
     coded_path: str = "abstracted"
     """Coded only: ``abstracted`` (BLER tables) or ``bit_true`` (Sionna's LDPC chain; for a real source)."""
+    coded_channel: str = "awgn"
+    """Coded only: per-transmission channel, ``awgn``, ``rayleigh`` (flat per slot) or ``tdl`` (TR 38.901 TDL)."""
     p_values: tuple[float, ...] = (0.02, 0.06, 0.1, 0.14, 0.18, 0.22, 0.26, 0.3)
     """Dropout probabilities a dropout channel moves between (dropout only)."""
     p_switch_prob: float = 0.1

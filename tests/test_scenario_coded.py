@@ -32,6 +32,21 @@ def test_non_default_options_show_in_the_label_and_reach_the_link():
     assert link.carrier.bandwidth_hz == 100e6 and setting.impairment().path == "bit_true"
 
 
+@pytest.mark.parametrize("channel", ["rayleigh", "tdl"])
+def test_coded_channel_reaches_the_impairment_label_and_cost(channel):
+    from edgesplit.channel.nr import CHANNELS, nr_uplink_cost
+
+    assert set(CHANNELS) == {"awgn", "rayleigh", "tdl"}
+    setting = ChannelSetting("coded", snr_db=8, bits=8, coded_channel=channel)
+    assert setting.label == f"coded 8b 8 dB {channel}" and setting.impairment().channel == channel
+    assert setting.nr_link().channel == channel and setting != ChannelSetting("coded", snr_db=8, bits=8)
+    assert ChannelSetting(**json.loads(json.dumps(setting.to_dict()))) == setting
+    # fading asks link adaptation for margin: a lower MCS and a longer uplink than on AWGN at the same mean SNR
+    faded = nr_uplink_cost(100_000, 8.0, setting.nr_link())
+    flat = nr_uplink_cost(100_000, 8.0, ChannelSetting("coded", snr_db=8, bits=8).nr_link())
+    assert faded.mcs < flat.mcs and faded.latency_s > flat.latency_s
+
+
 def test_equal_settings_are_equal_hash_and_round_trip_through_json():
     a = ChannelSetting("coded", snr_db=10, bits=8, target_bler=0.1, carrier_bandwidth_hz=20_000_000)
     b = ChannelSetting("coded", snr_db=10.0, bits=8, target_bler=0.10, carrier_bandwidth_hz=20e6)
@@ -56,6 +71,8 @@ def test_other_kinds_serialise_and_seed_as_before():
     ({"kind": "coded", "harq_transmissions": 0}, "harq_transmissions must be in 1..16"),
     ({"kind": "coded", "coded_path": "fast"}, "unknown coded_path 'fast'; accepted: abstracted, bit_true"),
     ({"kind": "coded", "carrier_bandwidth_hz": 21e6}, "not a TS 38.101-1 channel bandwidth"),
+    ({"kind": "coded", "coded_channel": "tdl-c"}, "unknown coded_channel 'tdl-c'; accepted: awgn, rayleigh, tdl"),
+    ({"kind": "awgn", "coded_channel": "tdl"}, "coded_channel applies to kind 'coded' only"),
     ({"kind": "awgn", "harq_transmissions": 2}, "harq_transmissions applies to kind 'coded' only"),
     ({"kind": "digital", "carrier_bandwidth_hz": 100e6}, "carrier_bandwidth_hz applies to kind 'coded' only"),
 ])

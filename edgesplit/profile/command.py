@@ -31,16 +31,18 @@ if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until the comm
 
 
 def _coded_options(channel: str, mcs_table: int | None, target_bler: float | None, harq_transmissions: int | None,
-                   coded_path: str | None) -> dict:
+                   coded_path: str | None, coded_channel: str | None = None) -> dict:
     """The coded link's options given on the command line (ValueError when given for another channel)."""
     given = {"mcs_table": mcs_table, "target_bler": target_bler, "harq_transmissions": harq_transmissions,
-             "coded_path": coded_path}
+             "coded_path": coded_path, "coded_channel": coded_channel}
     given = {name: value for name, value in given.items() if value is not None}
     if given and channel.lower() != "coded":
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
         raise ValueError(f"{flags} applies to --channel coded only (got --channel {channel})")
     if "coded_path" in given:
         given["coded_path"] = given["coded_path"].lower().replace("-", "_")
+    if "coded_channel" in given:
+        given["coded_channel"] = given["coded_channel"].lower()
     return given
 
 
@@ -138,6 +140,9 @@ def profile_command(
                                                   "per TB at most, 1..16 (1 = no HARQ); default 4."),
     coded_path: str | None = typer.Option(None, "--coded-path", help="Coded: abstracted (BLER tables, fast) or "
                                           "bit_true (Sionna's LDPC chain, slow); default abstracted."),
+    coded_channel: str | None = typer.Option(None, "--coded-channel", help="Coded: what each transport block "
+                                             "sees: awgn, rayleigh (flat per slot) or tdl (TR 38.901 TDL-C, "
+                                             "frequency selective); default awgn."),
     fading: str = typer.Option("none", help="none | rayleigh (one block gain |h|^2 ~ Exp(1) per seed)."),
     splits: str = typer.Option("all", help="Split points: all, a list (1,5,10) or a range (0:30:2)."),
     corpus: str = typer.Option("default", help="default | wikitext2 | path to a UTF-8 text file."),
@@ -163,7 +168,7 @@ def profile_command(
     require_writable_dir(out)
     torch_options = _torch_options(torch_device, dtype, allow_cpu_half, workers)
     try:
-        coded = _coded_options(channel, mcs_table, target_bler, harq_transmissions, coded_path)
+        coded = _coded_options(channel, mcs_table, target_bler, harq_transmissions, coded_path, coded_channel)
         config = _build_config(out, model, channel, snr_db, p, bits, modulation, fading, splits, corpus, tokens,
                                context, stride, seeds, first_seed, encoding, device, edge, link, batch_size, workers,
                                torch_options, coded)

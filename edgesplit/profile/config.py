@@ -8,8 +8,8 @@ A run sweeps the cells ``split k × channel setting × seed``. The channel grid 
 - ``awgn``: one setting per ``snr_db``;
 - ``digital``: ``bits × modulations × snr_db``;
 - ``coded``: ``bits × snr_db`` over the 5G NR link (:mod:`edgesplit.channel.nr`) with the run's fixed NR options
-  (``mcs_table``, ``target_bler``, ``harq_transmissions``, ``coded_path``; they join the run's identity). The NR
-  carrier is the link preset's bandwidth (``5g-nr-20mhz``: 20 MHz at 30 kHz SCS), so the impairment and the cost
+  (``mcs_table``, ``target_bler``, ``harq_transmissions``, ``coded_path``, ``coded_channel``; they join the run's
+  identity). The NR carrier is the link preset's bandwidth (``5g-nr-20mhz``: 20 MHz at 30 kHz SCS), so the impairment and the cost
   columns (priced by the NR cost model, :mod:`edgesplit.cost.coded_uplink`) see the same carrier.
 
 Reference paper (arXiv 2406.02616): its code zeroes elements of the output of decoder layer index ``n`` (counting
@@ -43,7 +43,7 @@ IDENTITY_FIELDS = ("model", "corpus", "tokens", "context", "stride", "channel", 
                    "link", "dtype")
 """Fields that must match for two runs to share an output directory (the grids, splits and seeds may grow; the
 torch device may change: float32 on CPU and on CUDA differ by rounding only, a dtype changes the numbers)."""
-CODED_FIELDS = ("mcs_table", "target_bler", "harq_transmissions", "coded_path")
+CODED_FIELDS = ("mcs_table", "target_bler", "harq_transmissions", "coded_path", "coded_channel")
 """The coded link's fixed options: part of the identity of a coded run (only: other runs' identities are as before)."""
 
 
@@ -73,6 +73,8 @@ class ProfileConfig:
     """Coded only: HARQ transmissions per TB at most (1 = no HARQ)."""
     coded_path: str = "abstracted"
     """Coded only: ``abstracted`` (BLER tables, fast) or ``bit_true`` (Sionna's LDPC chain, slow)."""
+    coded_channel: str = "awgn"
+    """Coded only: per-transmission channel, ``awgn``, ``rayleigh`` (flat per slot) or ``tdl`` (TR 38.901 TDL)."""
     fading: str = "none"
     """Block fading per seed: none or rayleigh."""
     splits: tuple[int, ...] | None = None

@@ -9,7 +9,8 @@ device/edge/link presets and the cell's channel state (its SNR and, with fading,
 
 Coded cells (columns appended after ``wall_s``, null for the other kinds and in tables written before them; old
 files load with them null). Channel: ``mcs_table``, ``target_bler``, ``harq_transmissions``, ``coded_path``,
-``carrier_bandwidth_hz``. Measured over the cell's packets (:func:`edgesplit.profile.engine.coded_link_stats`; null
+``carrier_bandwidth_hz``, ``coded_channel`` (awgn / rayleigh / tdl; null in tables written before it, which were
+awgn). Measured over the cell's packets (:func:`edgesplit.profile.engine.coded_link_stats`; null
 for lossless cells, ``k = 0`` and ``k = L``): ``nr_mean_mcs``, ``nr_code_rate`` (target rate of the MCS),
 ``nr_erased_tb_fraction``, ``nr_transmissions_per_tb``, ``nr_erased_fraction`` (of the elements). Cost model (the
 priced prefill; null at ``k = L``, which sends nothing): ``prefill_nr_mcs``, ``prefill_nr_num_tbs``,
@@ -51,7 +52,7 @@ SCHEMA = pa.schema([
     ("prefill_ue_energy_j", pa.float64()), ("device_memory_bytes", pa.float64()), ("feasible", pa.bool_()),
     ("wall_s", pa.float64()),
     ("mcs_table", pa.int64()), ("target_bler", pa.float64()), ("harq_transmissions", pa.int64()),
-    ("coded_path", pa.string()), ("carrier_bandwidth_hz", pa.float64()),
+    ("coded_path", pa.string()), ("carrier_bandwidth_hz", pa.float64()), ("coded_channel", pa.string()),
     *((name, pa.float64()) for name in CODED_STATS),
     ("prefill_shannon_uplink_s", pa.float64()), ("prefill_uplink_airtime_s", pa.float64()),
     ("prefill_nr_mcs", pa.float64()), ("prefill_nr_num_tbs", pa.float64()),

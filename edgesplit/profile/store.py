@@ -63,8 +63,10 @@ class RunStore:
             if self.cells_path.exists():
                 raise ValueError(f"{self.cells_path} exists without {CONFIG_FILE}; use another --out")
             return
-        # runs written before the dtype joined the identity were float32
+        # runs written before the dtype joined the identity were float32; coded runs before coded_channel, awgn
         before, now = {"dtype": "float32", **saved.get("identity", {})}, json.loads(json.dumps(config.identity()))
+        if "mcs_table" in before:
+            before.setdefault("coded_channel", "awgn")
         diffs = [f"{key}: {before.get(key)!r} there, {now[key]!r} now" for key in now if before.get(key) != now[key]]
         if diffs:
             raise ValueError(f"{self.out} holds a different run ({'; '.join(diffs)}); use another --out or the "

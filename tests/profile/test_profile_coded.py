@@ -3,6 +3,7 @@ and identity; bad coded flags exit 2 before any work; tables written before the 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -29,6 +30,8 @@ def _invoke(model, out, **options):
     ({"--target-bler": "1.5"}, "target_bler must be in (0, 1)"),
     ({"--harq-transmissions": "0"}, "harq_transmissions must be in 1..16"),
     ({"--coded-path": "fast"}, "unknown coded_path 'fast'; accepted: abstracted, bit_true"),
+    ({"--coded-channel": "fading"}, "unknown coded_channel 'fading'; accepted: awgn, rayleigh, tdl"),
+    ({"--channel": "awgn", "--coded-channel": "tdl"}, "--coded-channel applies to --channel coded only"),
     ({"--bits": "17"}, "--bits: 17 is out of range"),
 ])
 def test_bad_coded_flags_exit_2_and_write_nothing(tiny_dir, tmp_path, options, message):
@@ -62,6 +65,25 @@ def test_coded_run_writes_nr_columns_resumes_and_keeps_its_identity(tiny_dir, tm
     assert again.exit_code == 0 and "0 cells computed, 6 already in" in again.stdout
     other = _invoke(tiny_dir, out, **{"--harq-transmissions": "2"})
     assert other.exit_code == 2 and "harq_transmissions: 4 there, 2 now" in other.stderr
+    assert (cells["coded_channel"] == "awgn").all()
+    config_path = out / "config.json"  # a coded run written before coded_channel joined the identity was awgn
+    saved = json.loads(config_path.read_text())
+    del saved["identity"]["coded_channel"]
+    config_path.write_text(json.dumps(saved))
+    assert "0 cells computed, 6 already in" in _invoke(tiny_dir, out).stdout
+    other = _invoke(tiny_dir, out, **{"--coded-channel": "tdl"})
+    assert other.exit_code == 2 and "coded_channel: 'awgn' there, 'tdl' now" in other.stderr
+
+
+def test_a_tdl_run_records_its_channel_and_prices_the_faded_link(tiny_dir, tmp_path):
+    result = _invoke(tiny_dir, tmp_path / "tdl", **{"--coded-channel": "tdl", "--snr-db": "10", "--splits": "1"})
+    assert result.exit_code == 0, result.output
+    tdl = RunStore(tmp_path / "tdl").load().iloc[0]
+    assert tdl["coded_channel"] == "tdl" and tdl["setting"] == "coded 8b 10 dB tdl"
+    flat = RunStore(tmp_path / "awgn")
+    assert _invoke(tiny_dir, tmp_path / "awgn", **{"--snr-db": "10", "--splits": "1"}).exit_code == 0
+    flat = flat.load().iloc[0]
+    assert tdl["prefill_nr_mcs"] < flat["prefill_nr_mcs"] and tdl["prefill_uplink_s"] > flat["prefill_uplink_s"]
 
 
 def test_other_kinds_keep_their_identity_and_coded_fields_are_refused_for_them(tmp_path):

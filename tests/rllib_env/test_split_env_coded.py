@@ -59,6 +59,8 @@ def test_coded_env_steps_on_a_surrogate_with_bit_choices(cells):
     ({"channel_kind": "awgn", "harq_transmissions": 2}, "harq_transmissions applies to channel_kind 'coded' only"),
     ({"channel_kind": "coded", "mcs_table": 5}, "mcs_table must be one of"),
     ({"channel_kind": "coded", "bits": 20}, "coded bits must be an int in 1..16"),
+    ({"channel_kind": "coded", "coded_channel": "nakagami"}, "unknown coded_channel 'nakagami'"),
+    ({"channel_kind": "digital", "coded_channel": "tdl"}, "coded_channel applies to channel_kind 'coded' only"),
 ])
 def test_bad_coded_configs_are_rejected(overrides, match):
     with pytest.raises(ValueError, match=match):

@@ -61,13 +61,25 @@ def test_linearised_kl_of_coded_cells_is_quantisation_plus_erasures(cells):
 
 def test_coded_settings_round_trip_through_cell_columns():
     setting = ChannelSetting("coded", snr_db=7.0, bits=6, mcs_table=2, target_bler=0.05, harq_transmissions=2,
-                             carrier_bandwidth_hz=40e6)
+                             carrier_bandwidth_hz=40e6, coded_channel="rayleigh")
     row = {"k": 1, **setting_columns(setting)}
     assert setting_of(row) == setting
+    assert setting_of({**row, "coded_channel": None}) == ChannelSetting(  # tables written before the column
+        "coded", snr_db=7.0, bits=6, mcs_table=2, target_bler=0.05, harq_transmissions=2, carrier_bandwidth_hz=40e6)
     assert setting_of({"channel": "coded", "snr_db": 7.0, "bits_per_element": 8, "mcs_table": float("nan")}) == \
         ChannelSetting("coded", snr_db=7.0, bits=8)
     with pytest.raises(ValueError, match="mcs_table must be one of"):
         feature_matrix(synthetic_cells(p=(), coded_snr_db=(0.0,)).assign(mcs_table=3))
+
+
+def test_the_loss_feature_sees_the_coded_channel(cells):
+    coded = cells[cells["channel"] == "coded"].reset_index(drop=True)
+    names = feature_names(False)
+    loss = {channel: feature_matrix(coded.assign(coded_channel=channel))[:, names.index("loss_rate")]
+            for channel in ("awgn", "rayleigh")}
+    # HARQ rescues an AWGN link at 20 dB almost surely; a Rayleigh one at the same mean SNR still loses TBs
+    at20 = (coded["snr_db"] == 20.0).to_numpy()
+    assert loss["rayleigh"][at20][0] > 10 * loss["awgn"][at20][0]
 
 
 def test_table_keys_and_pooling_tell_coded_options_apart(cells):
