@@ -1,9 +1,9 @@
 """The coded 5G NR channel of :class:`~rllib_env.split_env.SplitEnv` (``channel_kind="coded"``).
 
 The env's coded options (``mcs_table``, ``target_bler``, ``harq_transmissions``, ``coded_path``, ``coded_channel``)
-are the :class:`~edgesplit.scenario.ChannelSetting` fields of that name; the carrier is the reward preset's link bandwidth
-(``5g-nr-20mhz`` → 20 MHz), the one the cost model charges, so every block's setting is priced by the NR cost model
-on the carrier its impairment uses.
+are the :class:`~edgesplit.scenario.ChannelSetting` fields of that name; the carrier is the reward preset's link
+bandwidth (``5g-nr-20mhz`` → 20 MHz), the one the cost model charges, so every block's setting is priced by the NR
+cost model on the carrier its impairment uses.
 """
 
 from __future__ import annotations

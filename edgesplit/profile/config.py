@@ -9,8 +9,9 @@ A run sweeps the cells ``split k × channel setting × seed``. The channel grid 
 - ``digital``: ``bits × modulations × snr_db``;
 - ``coded``: ``bits × snr_db`` over the 5G NR link (:mod:`edgesplit.channel.nr`) with the run's fixed NR options
   (``mcs_table``, ``target_bler``, ``harq_transmissions``, ``coded_path``, ``coded_channel``; they join the run's
-  identity). The NR carrier is the link preset's bandwidth (``5g-nr-20mhz``: 20 MHz at 30 kHz SCS), so the impairment and the cost
-  columns (priced by the NR cost model, :mod:`edgesplit.cost.coded_uplink`) see the same carrier.
+  identity). The NR carrier is the link preset's bandwidth (``5g-nr-20mhz``: 20 MHz at 30 kHz SCS), so the
+  impairment and the cost columns (priced by the NR cost model, :mod:`edgesplit.cost.coded_uplink`) see the same
+  carrier.
 
 Reference paper (arXiv 2406.02616): its code zeroes elements of the output of decoder layer index ``n`` (counting
 from 0), i.e. the state after ``n + 1`` layers, which is what crosses our link at split ``k = n + 1``; its sweep
