@@ -21,13 +21,24 @@ tail (clean pass once: :func:`edgesplit.profile.prepare_windows`). Families and 
 
 Every family also has ``uep_tokens`` = ``uep`` plus the first ``--protect-tokens`` positions of each window (the
 attention sink; default 1, 0 drops the method) sent whole through the same protected path, and the control
-``tokens_only`` = those positions alone, no channels.
+``tokens_only`` = those positions alone, no channels. With the erasure-repair rule (per-channel medians calibrated
+on the same text as the outliers, :func:`edgesplit.quality.outliers.repair_values`; elements the link flags lost are
+set to them instead of 0, no bits): ``uep_repair`` = ``uep_tokens`` + repair (digital flags no lost element: there
+it is ``uep_tokens``, same draws) and the control ``repair_only`` = unprotected + repair (dropout and coded only); ``uep_robust`` = ``uep_repair`` + the massive-row rule (rows whose max |x| exceeds
+``--massive-tau`` x the packet's median row max sent whole too). ``--methods`` runs a subset.
+
+    .venv/bin/python benchmarks/uep_benefit.py --families coded,dropout --methods unprotected,uep_repair \
+        --seeds 10 --seed-offset 100 --out runs/uep_confirm_s100          # the confirmation run of the repair rule
+    .venv/bin/python benchmarks/uep_diagnose.py -- --seeds 10 --families coded,dropout   # what the residual cells lost
 
 A cell is catastrophic when its perplexity exceeds 2x the clean perplexity. Printed per family and method: cells,
-catastrophic count and rate (95 % Clopper-Pearson), mean / median / worst perplexity, extra bits and airtime over the
-unprotected scheme; then the cut in catastrophic rate with the worst seed. Writes ``cells.parquet``, ``summary.csv``,
-``config.json`` (arguments, seeds, specs, versions), ``outliers.json`` and ``uep_perplexity.png`` /
-``uep_catastrophic.png`` (log scales) under ``--out``; ``--replot`` redraws and reprints them from ``cells.parquet``.
+catastrophic count and rate (95 % Clopper-Pearson), the worst seed, mean / median / worst perplexity, mean and max
+extra bits and airtime over the unprotected scheme, the cut over unprotected with its one-sided 95 % lower bound (the
+smaller of a Clopper-Pearson ratio bound and a seed bootstrap: :mod:`benchmarks.uep_benefit_plots`); then per
+protecting method the per-seed counts and the worst seed. Writes ``cells.parquet`` (every 50 cells so far to
+``cells.partial.parquet``), ``summary.csv``, ``config.json`` (arguments, seeds, specs, versions), ``outliers.json``
+and ``uep_perplexity.png`` / ``uep_catastrophic.png`` (log scales) under ``--out``; ``--replot`` redraws and
+reprints them from ``cells.parquet`` (several runs' cells: ``--replot --merge DIR,DIR``).
 """
 
 from __future__ import annotations
@@ -94,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", default=None, help="comma list of methods to run (default: all that apply)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--replot", action="store_true", help="reprint and replot the cells.parquet under --out")
+    p.add_argument("--merge", default="", help="with --replot: comma list of run folders whose cells are pooled")
     p.add_argument("--out", type=Path, default=Path("runs/uep_benefit"))
     args = p.parse_args(argv)
     quick = args.quick
@@ -144,8 +156,9 @@ def methods(args: argparse.Namespace, family: str, table: dict, rand: dict, fill
     out = {"unprotected": make_impairment(**main), "uep": protect(table)}
     if args.protect_tokens:
         out["uep_tokens"] = protect(table, args.protect_tokens)
-    if fill is not None and family in REPAIRING:  # digital flags no lost element: repair would change nothing
+    if fill is not None and args.protect_tokens:  # digital flags no lost element: there it is uep_tokens
         out["uep_repair"] = protect(table, args.protect_tokens, fill=fill)
+    if fill is not None and family in REPAIRING:  # (and repair_only would be unprotected)
         out["repair_only"] = protect({k: () for k in table}, fill=fill)
     if fill is not None:
         out["uep_robust"] = protect(table, args.protect_tokens, fill=fill, massive_tau=args.massive_tau)
@@ -244,7 +257,12 @@ def report(cells: pd.DataFrame, out: Path) -> None:
 def main() -> None:
     args = parse_args()
     if args.replot:
-        report(pd.read_parquet(args.out / "cells.parquet"), args.out)
+        folders = [Path(d) for d in args.merge.split(",") if d] or [args.out]
+        cells = pd.concat([pd.read_parquet(d / "cells.parquet") for d in folders], ignore_index=True)
+        if cells.duplicated(["family", "method", "k", "seed"]).any():
+            raise SystemExit("--merge: the runs overlap (a family, method, split and seed twice)")
+        args.out.mkdir(parents=True, exist_ok=True)
+        report(cells, args.out)
         return
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

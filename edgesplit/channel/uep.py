@@ -26,6 +26,19 @@ every other channel of it to 0). The other rows keep the per-channel split. Only
 per packet with its ``position_start``), so a decode step (one token at position > 0) protects no row. Rows are axis
 -2 (``[..., tokens, hidden]``); a 1-D vector has no token axis.
 
+Massive rows (``massive_tau``): besides the leading positions, a packet's rows whose max |x| exceeds ``massive_tau``
+× the packet's median row max (over every leading dim; at most ``max_massive_rows``) are sent whole the same way —
+the sender sees what it sends, so secondary attention sinks of unseen inputs are caught; their positions travel in
+the frame (version 4, :class:`~edgesplit.packet.ProtectedPacket`; 32 bits each). A packet of one row (a decode step)
+is its own median, so the rule never fires there.
+
+Erasure repair (``fill``, costs no bits): an element every transmission of which was flagged lost (the parts'
+:attr:`~edgesplit.channel.impairment.ImpairmentResult.lost`: dropout masks, erased fragments, transport blocks
+whose CRC failed) is set to a calibrated per-channel value instead of 0 — :attr:`RepairValues.sink` in the rows
+sent whole, :attr:`RepairValues.body` elsewhere (:func:`edgesplit.quality.outliers.repair_values`: the medians the
+edge computes from the model itself). Parts that flag nothing (``digital``'s bit errors, AWGN) are left as received;
+the result's ``lost`` is the union of the parts' masks, None when a part flagged nothing.
+
 The channels differ per split, so ``channels`` is either one index tuple or a per-split table ``{k: indices}`` (e.g.
 :meth:`edgesplit.quality.outliers.OutlierTable.channels_by_split`); :meth:`ProtectedImpairment.for_split` picks the
 split, and :class:`~edgesplit.link.ImpairedLink` calls it with the split it carries. Random draws, from the one
@@ -34,14 +47,15 @@ row), then every copy of the protected rows' other channels: same seed, same res
 
 Stats: each part's own stats prefixed ``main.`` / ``protected.`` / ``tokens.`` (the mean over copies); ``main_bits``,
 ``protected_bits`` (every copy of the channels and of the token rows' other channels, with their own scales),
-``protected_token_bits`` (the token rows' share), ``side_bits`` (32 bits per protected channel index, plus 32 for the
-protected-token count when a packet has protected rows), ``baseline_bits`` (``main`` alone on every element at the
-same settings), ``extra_bits_ratio`` (total / baseline - 1) and the same for channel uses (``extra_airtime_ratio``;
-pricing in :mod:`edgesplit.channel.uep_cost`), ``protected_channels``, ``protected_tokens`` (rows sent whole),
-``protected_erased_fraction`` (protected channel elements with a non-zero input that arrived as 0; quantising links
-count values that quantise to 0 too), ``tokens_erased_fraction`` (the same for the token rows' other channels),
-``main_absmax_ratio`` (mean over the main stream's tokens of its absmax over the whole vector's absmax: how much its
-quantisation step shrinks) and ``mse``.
+``protected_token_bits`` (the token rows' share), ``side_bits`` (32 bits per protected channel index and per
+massive-row position, plus 32 for the protected-token count when a packet has protected rows), ``baseline_bits``
+(``main`` alone on every element at the same settings), ``extra_bits_ratio`` (total / baseline - 1) and the same for
+channel uses (``extra_airtime_ratio``; pricing in :mod:`edgesplit.channel.uep_cost`), ``protected_channels``,
+``protected_tokens`` (rows sent whole), ``protected_erased_fraction`` (protected channel elements with a non-zero
+input that arrived as 0; quantising links count values that quantise to 0 too), ``tokens_erased_fraction`` (the same
+for the token rows' other channels), ``massive_rows`` (rows the massive-row rule added), ``lost_fraction`` (elements
+flagged lost in every copy), ``repaired_fraction`` (those set by ``fill``), ``main_absmax_ratio`` (mean over the main
+stream's tokens of its absmax over the whole vector's absmax: how much its quantisation step shrinks) and ``mse``.
 """
 
 from __future__ import annotations

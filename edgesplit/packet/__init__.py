@@ -1,6 +1,7 @@
 """The ActivationPacket wire format (versioned JSON header + raw little-endian bytes) and absmax quantisation.
 
-Version 2 frames (:class:`ProtectedPacket`) carry a hidden state split into protected channels and the rest.
+Versions 2-4 (:class:`ProtectedPacket`, read with :func:`decode_frame`) carry a hidden state split into protected
+channels and the rest (2), plus its first token rows sent whole (3), or any rows sent whole, listed by position (4).
 """
 
 from edgesplit.packet.activation_packet import (

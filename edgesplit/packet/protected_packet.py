@@ -1,22 +1,26 @@
-"""ProtectedPacket: a hidden state split into protected channels, protected leading tokens and the rest (v2, v3).
+"""ProtectedPacket: a hidden state split into protected channels, protected token rows and the rest (v2, v3, v4).
 
 Unequal error protection (:mod:`edgesplit.channel.uep`) sends a few outlier channels of the hidden state apart from
 the rest, and optionally the first token rows (the attention sink) whole. The frame says which channels and how many
 leading rows travel apart and at which precision, so the edge can put every value back in its place. Version 1
 frames (:class:`~edgesplit.packet.ActivationPacket`) are unchanged and still written for every packet without a
-protected part, version 2 for packets with protected channels only; :func:`decode_frame` reads all three versions.
+protected part, version 2 for packets with protected channels only, version 3 when the first N rows are sent whole,
+version 4 when the rows sent whole are others (e.g. massive rows found by the sender), listed by position;
+:func:`decode_frame` reads all four versions.
 
-Frame layout, versions 2 and 3 (all integers little-endian)::
+Frame layout, versions 2 to 4 (all integers little-endian)::
 
     offset   size  field
     0        4     magic b"ESPK"
-    4        1     format version, u8 (2: channels only; 3: with protected leading token rows)
+    4        1     format version, u8 (2: channels only; 3: with protected leading token rows; 4: listed rows)
     5        4     header_len H, u32
     9        4     crc32, u32: zlib.crc32 of the whole frame except this field (as in version 1)
     13       H     header: a UTF-8 JSON object (below)
     13 + H   4M    the M protected channel indices, u32 each, in the order their values are sent
+    ...      4N    version 4 only: the positions (axis -2, from the packet's first row) of the N rows sent whole,
+                   u32 each, strictly increasing, not 0..N-1 (that packet is a version-3 frame)
     ...      Pp    protected part: x[..., channels], every row, in its own encoding
-    ...      Pt    version 3 only, token part: the other channels of the first N rows, x[..., :N, rest], in its own
+    ...      Pt    versions 3 and 4, token part: the other channels of the first N rows, x[..., :N, rest], in its own
                    encoding (with the protected part: the first N rows whole)
     ...      Pm    main part: the other channels (``rest``, increasing index order) of rows N.., x[..., N:, rest]
 
@@ -30,7 +34,8 @@ and ``shape`` (as in version 1; the full tensor), ``main`` = ``{"encoding", "sca
 quantised encodings of version 1 (``token_ids`` is refused) and its ``scales`` descriptor is the one version 1 writes
 for that encoding and part shape; each part's bytes are laid out, and checked, exactly as a version 1 payload.
 Indices must be distinct and below ``hidden``; version 2: ``1 <= M <= hidden``; version 3: ``0 <= M <= hidden``,
-``1 <= N <= T``, ``shape`` of rank >= 2 (an empty channel part is written as float32: 0 bytes). Anything else raises
+``1 <= N <= T``, ``shape`` of rank >= 2 (version 4 the same, the token part holding the listed rows and the main
+part the others, in increasing order) (an empty channel part is written as float32: 0 bytes). Anything else raises
 :class:`PacketError`.
 """
 

@@ -14,6 +14,10 @@ perplexity ~80, ~55 and ~50 (clean 27.7). ``tau = 10`` takes the whole 10x+ tier
 on a random-weight model, whose peaks stay within ~2x of the median), and ``max_channels = 8`` bounds the overhead:
 3 copies of 8 of 576 channels cost 2.8 % more bits, 16-bit BPSK instead of 8-bit QPSK for them 4.2 % more airtime.
 
+**Repair values** (:func:`repair_values`): per split, the per-channel median of the calibration states at
+positions >= 1 and of the position-0 state (the attention sink, over single-token inputs) — what the erasure-repair
+rule of :class:`~edgesplit.channel.uep.ProtectedImpairment` writes in place of a lost element.
+
 The result is an :class:`OutlierTable`, saved as JSON beside a profile (``outliers.json``) with the model, the
 calibration corpus and token count, the rule and, per split, the channels with their peaks.
 """
