@@ -24,8 +24,9 @@ attention sink; default 1, 0 drops the method) sent whole through the same prote
 ``tokens_only`` = those positions alone, no channels. With the erasure-repair rule (per-channel medians calibrated
 on the same text as the outliers, :func:`edgesplit.quality.outliers.repair_values`; elements the link flags lost are
 set to them instead of 0, no bits): ``uep_repair`` = ``uep_tokens`` + repair (digital flags no lost element: there
-it is ``uep_tokens``, same draws) and the control ``repair_only`` = unprotected + repair (dropout and coded only); ``uep_robust`` = ``uep_repair`` + the massive-row rule (rows whose max |x| exceeds
-``--massive-tau`` x the packet's median row max sent whole too). ``--methods`` runs a subset.
+it is ``uep_tokens``, same draws) and the control ``repair_only`` = unprotected + repair (dropout and coded only);
+``uep_robust`` = ``uep_repair`` + the massive-row rule (rows whose max |x| exceeds ``--massive-tau`` x the packet's
+median row max sent whole too). ``--methods`` runs a subset.
 
     .venv/bin/python benchmarks/uep_benefit.py --families coded,dropout --methods unprotected,uep_repair \
         --seeds 10 --seed-offset 100 --out runs/uep_confirm_s100          # the confirmation run of the repair rule
@@ -259,6 +260,7 @@ def main() -> None:
     if args.replot:
         folders = [Path(d) for d in args.merge.split(",") if d] or [args.out]
         cells = pd.concat([pd.read_parquet(d / "cells.parquet") for d in folders], ignore_index=True)
+        cells = cells[cells.family.isin(args.families.split(","))].reset_index(drop=True)  # --families filters
         if cells.duplicated(["family", "method", "k", "seed"]).any():
             raise SystemExit("--merge: the runs overlap (a family, method, split and seed twice)")
         args.out.mkdir(parents=True, exist_ok=True)
