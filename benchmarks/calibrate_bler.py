@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/calibrate_bler.py --out runs/bler_calibration            # fit, report, plot
     .venv/bin/python benchmarks/calibrate_bler.py --out runs/bler_calibration --install  # ... and ship the fit
     .venv/bin/python benchmarks/calibrate_bler.py --mcs 1:20,2:24 --tbs 100 --out runs/cal_quick  # a few MCSs
+    .venv/bin/python benchmarks/calibrate_bler.py --large-cbs --out runs/bler_calibration_large --install
 
 For every MCS with a shipped curve (tables 1 and 2) on the smallest allocation that codes it (2 PRB: one code
 block of 168..2232 bits; 3 PRB for table 2 MCS 27), TBs of random bits go through the bit-true chain
@@ -17,7 +18,15 @@ and after, and the deviance's chi-square p-value (dof = points - 2). The fit is 
 
 Writes points.parquet, fits.csv, config.json (arguments, seed, versions) and calibration.png (predicted vs
 bit-true, log-log) to ``--out``; with ``--install`` also the package's ``edgesplit/channel/nr/bler_calibration.json``
-(atomically; only with every available MCS fitted). ~15 min on one core.
+(atomically; with ``--mcs`` only those MCSs' entries are replaced). ~15 min on one core. Code blocks above 2000 bits
+(table 2 MCS 23..27 here) are predicted with the shipped large-block rule, so refit those after changing it.
+
+``--large-cbs`` fits the :class:`~edgesplit.channel.nr.calibration.LargeBlockRule` instead (code blocks above the
+tables' 2000 bits): one code block of ~4,000 or ~8,200 bits for each MCS of :data:`LARGE_FIT_SET`, TBs at the SNRs
+where the current prediction (per-MCS calibration + the sqrt(n) prior) says 0.9 / 0.7 / 0.5 / 0.3 / 0.1 / 0.03,
+then (exponent, shift per doubling) by maximum likelihood over all points jointly. The MCSs of
+``coded_link_check.py``'s part (b) (table 1 MCS 13 and 20) are left out of the fit: they are its held-out check.
+``--install`` adds the rule to the shipped file (keeping its per-MCS entries). ~20 min on one core.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
@@ -48,6 +58,8 @@ from edgesplit.channel.nr.calibration import (  # noqa: E402
     FORMAT_VERSION,
     KAPPA_RANGE,
     CurveCalibration,
+    LargeBlockRule,
+    calibration_for,
     midpoint_db,
 )
 from edgesplit.outdir import check_writable_dir  # noqa: E402
@@ -56,6 +68,10 @@ FIRST_TARGETS = (0.9, 0.7, 0.5, 0.3, 0.1, 0.03)
 """Uncalibrated-prediction TB error rates of the first pass's SNRs."""
 SECOND_TARGETS = (0.7, 0.4, 0.15)
 """First-fit TB error rates of the second pass's SNRs."""
+LARGE_FIT_SET = ((1, 9, 8216), (1, 17, 4000), (1, 24, 7704), (2, 15, 4000), (2, 22, 8216))
+"""(table, MCS, target code-block bits) of the large-block fit (one code block per TB)."""
+LARGE_PRIOR = LargeBlockRule(0.5, 0.0)
+"""The large-block rule the fit's SNR points are placed with (the normal approximation's sqrt(n), no shift)."""
 
 
 def allocation(mcs_table: int, mcs: int):
@@ -67,20 +83,24 @@ def allocation(mcs_table: int, mcs: int):
     raise ValueError(f"MCS {mcs} of table {mcs_table} is not codable on 2..8 PRB")
 
 
-def predicted(info, snr_db: np.ndarray, cal: CurveCalibration | None) -> np.ndarray:
-    """TB error rate of one AWGN transmission from the tables, with a candidate calibration (None = raw)."""
+def predicted(info, snr_db: np.ndarray, cal: CurveCalibration | None,
+              large: LargeBlockRule | None | str = "shipped") -> np.ndarray:
+    """TB error rate of one AWGN transmission from the tables, with a candidate calibration (None = raw) and, for
+    code blocks above 2000 bits, a large-block rule (default: the shipped one; None = clamped)."""
     tables = bler_tables()
     s = np.asarray(snr_db, dtype=float) - rate_shift_db(info)
-    curve = tables.curve(info.mcs_table, info.mcs, info.code_block_bits)
+    curve = tables.curve(info.mcs_table, info.mcs, info.code_block_bits, large)
     if cal is not None:
         s = cal.table_snr(s, midpoint_db(tables.snr_grid_db, curve))
     bler = np.interp(s, tables.snr_grid_db, curve)
     return 1.0 - (1.0 - bler) ** info.num_code_blocks
 
 
-def snr_at(info, target: float, cal: CurveCalibration | None) -> float:
+def snr_at(info, target: float, cal: CurveCalibration | None, large: LargeBlockRule | None | str = "shipped"
+           ) -> float:
     """SNR (dB, 0.01 dB) where the prediction equals ``target``."""
-    return round(optimize.brentq(lambda s: float(predicted(info, s, cal)) - target, -15.0, 45.0, xtol=1e-4), 2)
+    return round(optimize.brentq(lambda s: float(predicted(info, s, cal, large)) - target, -15.0, 45.0,
+                                 xtol=1e-4), 2)
 
 
 def neg_log_lik(params: np.ndarray, info, snr: np.ndarray, k: np.ndarray, n: np.ndarray) -> float:
@@ -125,6 +145,87 @@ def deviance(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> float:
     return float(2.0 * (a + b).sum())
 
 
+def large_allocation(mcs_table: int, mcs: int, target_bits: int):
+    """The PRB count (2..51) whose TB is one code block closest to ``target_bits``, and that TB."""
+    best = None
+    for prbs in range(2, 52):
+        info = transport_block(CarrierConfig(num_prbs=prbs), mcs_table, mcs, check=False)
+        if info.codable and info.num_code_blocks == 1 and info.code_block_bits > 2000 and (
+                best is None or abs(info.code_block_bits - target_bits) < abs(best[1].code_block_bits - target_bits)):
+            best = (prbs, info)
+    if best is None:
+        raise ValueError(f"MCS {mcs} of table {mcs_table} has no one-code-block TB above 2000 bits on 2..51 PRB")
+    return best
+
+
+def large_neg_log_lik(params: np.ndarray, frames: list[tuple], calibrated: bool = True) -> float:
+    exponent, shift = params
+    try:
+        rule = LargeBlockRule(float(exponent), float(shift))
+    except ValueError:
+        return 1e12
+    total = 0.0
+    for info, frame in frames:
+        cal = calibration_for(info.mcs_table, info.mcs) if calibrated else None
+        p = np.clip(predicted(info, frame["snr_db"].to_numpy(), cal, rule), 1e-12, 1.0 - 1e-12)
+        k, n = frame["failed"].to_numpy(), frame["tbs"].to_numpy()
+        total -= float((k * np.log(p) + (n - k) * np.log1p(-p)).sum())
+    return total
+
+
+def fit_large(args: argparse.Namespace) -> None:
+    """``--large-cbs``: fit, report and (with --install) ship the large-block rule."""
+    t0 = time.perf_counter()
+    frames, rows = [], []
+    for table, mcs, target in tqdm(LARGE_FIT_SET, desc="MCS (large code blocks)"):
+        prbs, info = large_allocation(table, mcs, target)
+        cal = calibration_for(table, mcs)
+        pts = [{"mcs_table": table, "mcs": mcs, "prbs": prbs, "code_block_bits": info.code_block_bits,
+                "tbs": args.tbs, "snr_db": s, "failed": simulate(info, s, args.tbs, args.seed + 7_000_000 + 100_000
+                                                                 * table + 100 * mcs + i)}
+               for i, s in enumerate(snr_at(info, t, cal, LARGE_PRIOR) for t in FIRST_TARGETS)]
+        frames.append((info, pd.DataFrame(pts)))
+    best = None
+    for start in ((0.5, 0.0), (0.3, -0.1), (0.7, 0.1), (0.5, -0.2), (1.0, 0.0)):
+        res = optimize.minimize(large_neg_log_lik, np.array(start), args=(frames,), method="Nelder-Mead",
+                                options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 2000})
+        if best is None or res.fun < best.fun:
+            best = res
+    rule = LargeBlockRule(round(float(best.x[0]), 4), round(float(best.x[1]), 4))
+    for info, frame in frames:
+        cal = calibration_for(info.mcs_table, info.mcs)
+        frame["rate"] = frame["failed"] / frame["tbs"]
+        for name, candidate in (("clamped", None), ("prior", LARGE_PRIOR), ("fitted", rule)):
+            frame[name] = predicted(info, frame["snr_db"].to_numpy(), cal, candidate)
+        rows.append(frame)
+    points = pd.concat(rows, ignore_index=True)
+    k, n = points["failed"].to_numpy(), points["tbs"].to_numpy()
+    with pd.option_context("display.width", 200, "display.max_rows", 200):
+        print(points.round(3).to_string(index=False))
+    for name in ("clamped", "prior", "fitted"):
+        inside = sum(in_ci(a, b, p) for a, b, p in zip(k, n, points[name], strict=True))
+        print(f"{name:8s}: {inside}/{len(points)} points inside the bit-true 99 % CI (in-sample for 'fitted'), "
+              f"deviance {deviance(k, n, points[name].to_numpy()):.1f}")
+    print(f"fitted rule: exponent {rule.exponent}, shift {rule.shift_db_per_doubling} dB per doubling")
+    elapsed = time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    points.to_parquet(args.out / "points.parquet", index=False)
+    config = {"mode": "large_cbs", "seed": args.seed, "tbs_per_point": args.tbs, "fit_set": LARGE_FIT_SET,
+              "targets": FIRST_TARGETS, "rule": asdict(rule), "elapsed_s": elapsed, "torch": torch.__version__,
+              "sionna": metadata.version("sionna-no-rt")}
+    (args.out / "config.json").write_text(json.dumps(config, indent=2))
+    if args.install:
+        doc = json.loads(CALIBRATION_FILE.read_text())
+        doc["large_cbs"] = {**asdict(rule), "command": f"benchmarks/calibrate_bler.py --large-cbs --install --seed "
+                            f"{args.seed} --tbs {args.tbs}", "fit_set": [list(v) for v in LARGE_FIT_SET],
+                            "points": len(points)}
+        tmp = CALIBRATION_FILE.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+        os.replace(tmp, CALIBRATION_FILE)
+        print(f"installed the large-block rule in {CALIBRATION_FILE}")
+    print(f"saved {args.out} ({elapsed:.0f} s)")
+
+
 def parse_mcs(text: str | None) -> list[tuple[int, int]]:
     if text is None:
         return [(t, m) for t in (1, 2) for m in available_mcs(t)]
@@ -166,14 +267,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261202)
     parser.add_argument("--tbs", type=int, default=150, help="TBs per SNR point (default 150)")
     parser.add_argument("--mcs", default=None, help="TABLE:MCS,... (default: every MCS with a shipped curve)")
+    parser.add_argument("--large-cbs", action="store_true",
+                        help="fit the rule for code blocks above 2000 bits instead of the per-MCS calibration")
     parser.add_argument("--install", action="store_true",
                         help=f"write the fit to {CALIBRATION_FILE.name} in the package (needs every MCS)")
     args = parser.parse_args()
     if args.tbs < 20:
         raise SystemExit(f"--tbs must be >= 20, got {args.tbs}")
+    if args.large_cbs:
+        check_writable_dir(args.out, "--out")
+        torch.set_num_threads(1)
+        fit_large(args)
+        return
     todo = parse_mcs(args.mcs)
-    if args.install and args.mcs is not None:
-        raise SystemExit("--install needs every MCS: drop --mcs")
     check_writable_dir(args.out, "--out")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -225,13 +331,26 @@ def main() -> None:
     (args.out / "config.json").write_text(json.dumps(config, indent=2))
     plot(points, args.out / "calibration.png")
     if args.install:
+        previous = json.loads(CALIBRATION_FILE.read_text()) if CALIBRATION_FILE.exists() else {}
+        new = [{key: row[key] for key in ("mcs_table", "mcs", "prbs", "code_block_bits", "delta_db", "kappa",
+                                          "points", "p_value")} | {"seed": args.seed, "tbs_per_point": args.tbs}
+               for row in fits_df.to_dict("records")]
+        refit = {(e["mcs_table"], e["mcs"]) for e in new}
+        if args.mcs is not None and not previous:
+            raise SystemExit("--install with --mcs updates a shipped calibration, and there is none: drop --mcs")
+        kept = [e for e in previous.get("entries", []) if (e["mcs_table"], e["mcs"]) not in refit] \
+            if args.mcs is not None else []
+        command = f"benchmarks/calibrate_bler.py --install --seed {args.seed} --tbs {args.tbs}" + (
+            f" --mcs {args.mcs}" if args.mcs else "")
         doc = {"format_version": FORMAT_VERSION,
-               "command": "benchmarks/calibrate_bler.py --install " + f"--seed {args.seed} --tbs {args.tbs}",
-               "seed": args.seed, "tbs_per_point": args.tbs, "sionna": sionna_version, "num_bp_iter": 20,
+               "command": previous.get("command", command) if args.mcs else command,
+               "updates": [*previous.get("updates", []), command] if args.mcs else [],
+               "seed": previous.get("seed", args.seed) if args.mcs else args.seed,
+               "tbs_per_point": previous.get("tbs_per_point", args.tbs) if args.mcs else args.tbs,
+               "sionna": sionna_version, "num_bp_iter": 20,
                "rule": "edgesplit.channel.nr.calibration (s' = s50 + kappa (s - delta - s50))",
-               "entries": [{key: row[key] for key in ("mcs_table", "mcs", "prbs", "code_block_bits", "delta_db",
-                                                      "kappa", "points", "p_value")}
-                           for row in fits_df.to_dict("records")]}
+               "entries": sorted([*kept, *new], key=lambda e: (e["mcs_table"], e["mcs"])),
+               "large_cbs": previous.get("large_cbs")}
         tmp = CALIBRATION_FILE.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(doc, indent=1, default=float) + "\n")
         os.replace(tmp, CALIBRATION_FILE)

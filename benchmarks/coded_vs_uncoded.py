@@ -6,10 +6,12 @@ Shannon.
     .venv/bin/python benchmarks/coded_vs_uncoded.py --replot  # reprint and redraw from the saved tables
 
 SmolLM2-135M (30 layers) on WikiText-2 test (``../shared/data/wikitext-2-raw/wiki.test.raw`` when present, else the
-default corpus). Two profiler runs (:func:`edgesplit.profile.run_profile`, resumable, under ``--out``): the uncoded
-``digital`` link (8-bit codes, QPSK and 16QAM, bit errors at the closed-form BER) and the ``coded`` link (8-bit,
+default corpus). Three profiler runs (:func:`edgesplit.profile.run_profile`, resumable, under ``--out``): the uncoded
+``digital`` link (8-bit codes, QPSK and 16QAM, bit errors at the closed-form BER), the ``coded`` link (8-bit,
 abstracted, MCS link adaptation at target BLER 0.1, 4 HARQ transmissions, 20 MHz: the ``5g-nr-20mhz`` preset's
-carrier), every split of ``--splits`` (plus the lossless k = 0 and k = L) × SNR × seed; seeds are pooled exactly
+carrier) and the same coded link under Rayleigh fading per slot (``coded_channel="rayleigh"``, every 5 dB:
+``--rayleigh-snr-db``; link adaptation on the mean SNR, so some transport blocks fail all 4 transmissions), every
+split of ``--splits`` (plus the lossless k = 0 and k = L) × SNR × seed; seeds are pooled exactly
 (:func:`surrogate.dataset.pool_seeds`). Splits: 1 and 4 are where every preset's offload / UE-compute terms put the
 optimum; 8, 16 and 29 tell whether a deeper boundary survives bit errors better; k = 30 is local execution. SNRs:
 the digital link every 5 dB (``--snr-db``: its quality falls off a cliff somewhere in 0..30 dB); the coded link every
@@ -34,9 +36,10 @@ measured quality with the Shannon uplink (an 8-bit digital setting's cost: same 
 splits differ is one where the NR link's latency (MCS granularity, DMRS, HARQ retransmissions and round trips), not
 quality, decides. The fine grid (``--fine-step-db``) prices the same way.
 
-Writes under ``--out``: ``digital/`` and ``coded/`` (profiler runs), ``best_splits.parquet``, ``link_costs.parquet``
-(fine grid: NR vs Shannon throughput and prefill uplink time, HARQ share), ``config.json`` (arguments, seeds, reward
-configs, versions) and ``best_split_vs_snr.png``, ``quality_vs_snr.png``, ``nr_vs_shannon.png``, ``harq_decides.png``.
+Writes under ``--out``: ``digital/``, ``coded/`` and ``coded_rayleigh/`` (profiler runs), ``best_splits.parquet``,
+``link_costs.parquet`` (fine grid: NR vs Shannon throughput and prefill uplink time, HARQ share), ``config.json``
+(arguments, seeds, reward configs, versions) and ``best_split_vs_snr.png``, ``quality_vs_snr.png``,
+``nr_vs_shannon.png``, ``harq_decides.png``.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ REWARDS = {"paper": reward_preset("paper"), "latency-energy": reward_preset("lat
 CODED = {"mcs_table": 1, "target_bler": 0.1, "harq_transmissions": 4, "coded_path": "abstracted"}
 CODED_LINK2 = {"mcs_table": 2, "target_bler": 0.1, "max_transmissions": 4}
 """The same link on MCS table 2 (up to 256QAM), for the goodput curve."""
-VARIANTS = ("digital qpsk", "digital 16qam", "coded", "coded, Shannon-priced")
+VARIANTS = ("digital qpsk", "digital 16qam", "coded", "coded, Shannon-priced", "coded rayleigh")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,12 +87,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--splits", default="1,4,8,16,29", help="noisy splits (k = 0 and k = L are added)")
     parser.add_argument("--snr-db", default="0:30:5", help="SNR grid of the digital link (and of the decisions)")
     parser.add_argument("--coded-snr-db", default="0:30:10", help="SNR grid the coded link is measured at")
+    parser.add_argument("--rayleigh-snr-db", default="0:30:5",
+                        help="SNR grid of the coded link under Rayleigh fading per slot (its quality does change)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--fine-step-db", type=float, default=0.5)
     args = parser.parse_args(argv)
     if args.quick:
         args.tokens, args.context, args.splits, args.seeds = 64, 32, "1,15", 1
-        args.snr_db, args.coded_snr_db = "0,15,30", "0,30"
+        args.snr_db, args.coded_snr_db, args.rayleigh_snr_db = "0,15,30", "0,30", "0,15,30"
     args.out = args.out or Path("runs/coded_vs_uncoded" + ("_quick" if args.quick else ""))
     return args
 
@@ -109,7 +114,10 @@ def configs(args: argparse.Namespace, corpus: str, num_layers: int = 30) -> dict
     return {"digital": ProfileConfig(out=args.out / "digital", channel="digital", modulations=("qpsk", "16qam"),
                                      snr_db=parse_float_grid(args.snr_db, "--snr-db"), **common),
             "coded": ProfileConfig(out=args.out / "coded", channel="coded", **CODED,
-                                   snr_db=parse_float_grid(args.coded_snr_db, "--coded-snr-db"), **common)}
+                                   snr_db=parse_float_grid(args.coded_snr_db, "--coded-snr-db"), **common),
+            "coded_rayleigh": ProfileConfig(out=args.out / "coded_rayleigh", channel="coded", **CODED,
+                                            coded_channel="rayleigh", **common,
+                                            snr_db=parse_float_grid(args.rayleigh_snr_db, "--rayleigh-snr-db"))}
 
 
 def profile(args: argparse.Namespace, runs: dict[str, ProfileConfig]) -> None:
@@ -131,7 +139,9 @@ def quality_table(runs: dict[str, ProfileConfig]) -> pd.DataFrame:
     """Both runs' cells, seeds pooled, with ``variant`` and ``log_ppl_ratio``."""
     cells = pd.concat([RunStore(c.out).load() for c in runs.values()], ignore_index=True)
     pooled = add_targets(pool_seeds(cells))
-    variant = np.where(pooled["channel"] == "coded", "coded", "digital " + pooled["modulation"].astype(str))
+    faded = pooled["coded_channel"].astype(str) == "rayleigh"
+    variant = np.where(pooled["channel"] == "coded", np.where(faded, "coded rayleigh", "coded"),
+                       "digital " + pooled["modulation"].astype(str))
     return pooled.assign(variant=variant, measured_snr_db=pooled["snr_db"])
 
 
@@ -153,9 +163,10 @@ def best_splits(table: pd.DataFrame, profile_: ModelProfile) -> pd.DataFrame:
     """Per reward, variant and SNR: the best feasible split, its reward, and the best offloading split's margin
     over local execution (k = L)."""
     rows = []
-    digital = table[table["variant"] != "coded"]
+    digital = table[table["variant"].str.startswith("digital")]
     coded = coded_at(table[table["variant"] == "coded"], np.union1d(digital["snr_db"], table["snr_db"]))
-    frames = {v: digital[digital["variant"] == v] for v in VARIANTS[:2]} | {v: coded for v in VARIANTS[2:]}
+    frames = ({v: digital[digital["variant"] == v] for v in VARIANTS[:2]} | {v: coded for v in VARIANTS[2:4]}
+              | {VARIANTS[4]: table[table["variant"] == VARIANTS[4]]})
     for name, config in REWARDS.items():
         reward = SplitReward(config, profile_)
         for variant, frame in frames.items():

@@ -19,7 +19,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 STYLE = {"digital qpsk": ("tab:red", "o"), "digital 16qam": ("tab:orange", "s"), "coded": ("tab:blue", "^"),
-         "coded, Shannon-priced": ("tab:cyan", "v")}
+         "coded, Shannon-priced": ("tab:cyan", "v"), "coded rayleigh": ("tab:purple", "D")}
 
 
 def best_split_plot(best: pd.DataFrame, path: Path) -> None:
@@ -29,7 +29,7 @@ def best_split_plot(best: pd.DataFrame, path: Path) -> None:
     for ax, name in zip(axes, rewards, strict=True):
         for offset, (variant, (color, marker)) in enumerate(STYLE.items()):
             part = best[(best["reward"] == name) & (best["variant"] == variant)].sort_values("snr_db")
-            ax.plot(part["snr_db"] + 0.25 * (offset - 1.5), part["best_k"], marker=marker, color=color, lw=1,
+            ax.plot(part["snr_db"] + 0.25 * (offset - 2.0), part["best_k"], marker=marker, color=color, lw=1,
                     ms=5, label=variant, drawstyle="steps-mid")
         ax.set_title(f"reward {name}", fontsize=9)
         ax.set_xlabel("SNR (dB)")

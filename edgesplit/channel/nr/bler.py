@@ -16,9 +16,12 @@ that is far from the true sigmoid. Here the tables go through PHYAbstraction wit
 (:class:`ProbitInterpolation`): BLER is mapped to ``z = Phi^-1(BLER)`` (clipped to [1e-5, 1 - 1e-5]), ``z`` is
 interpolated linearly in SNR (dB) and in log(CBS), and extrapolated linearly in SNR beyond the simulated range
 (a waterfall stays a waterfall), then mapped back; values at the clip are exactly 0 / 1. Beyond CBS 2000 the
-curve is **clamped** to the CBS-2000 curve (larger code blocks have steeper waterfalls, so the abstraction is
-then pessimistic above the waterfall's middle and optimistic below it; ``benchmarks/coded_link_check.py``
-measures it). Every curve is made non-increasing in SNR (running minimum over a 0.1 dB grid).
+curve is the CBS-2000 one extended by the calibration's
+:class:`~edgesplit.channel.nr.calibration.LargeBlockRule` (steeper and moved, as larger code blocks are; fitted on
+bit-true code blocks of 4,000..8,216 bits), or **clamped** to it where the calibration has no such rule or
+``large=None`` is asked (then pessimistic above the waterfall's middle and optimistic below it;
+``benchmarks/coded_link_check.py`` part (b) measures both). Every curve is made non-increasing in SNR (running
+minimum over a 0.1 dB grid).
 
 Rate correction. The tables were simulated at the MCS's *target* rate R; a real TB carries CRC bits and a
 quantised TBS, so its effective rate R_eff = C · CBS / G differs. With ``rate_correction=True`` the table is
@@ -42,7 +45,7 @@ import numpy as np
 from scipy import special
 
 from edgesplit.channel.nr._sionna import load_sionna, preserve_global_rng
-from edgesplit.channel.nr.calibration import calibration_for, midpoint_db
+from edgesplit.channel.nr.calibration import LargeBlockRule, calibration_for, large_block_rule, midpoint_db
 from edgesplit.channel.nr.carrier import CarrierConfig
 from edgesplit.channel.nr.mcs import MAX_MCS, TransportBlockInfo, check_mcs, check_mcs_table
 
@@ -133,8 +136,13 @@ class BlerTables:
         # a curve must never rise with SNR (Monte Carlo noise, interpolation): running minimum along SNR
         self.grid = np.minimum.accumulate(np.where(np.isfinite(grid), grid, 1.0), axis=-1)
 
-    def curve(self, mcs_table: int, mcs: int, cb_bits: int) -> np.ndarray:
-        """BLER on :attr:`snr_grid_db` for one MCS and code-block size (linear between CBS grid rows, clamped)."""
+    def curve(self, mcs_table: int, mcs: int, cb_bits: int, large: LargeBlockRule | None | str = "shipped"
+              ) -> np.ndarray:
+        """BLER on :attr:`snr_grid_db` for one MCS and code-block size (linear between CBS grid rows).
+
+        Above the largest tabulated size the curve is the largest one's extended by ``large`` ("shipped": the
+        calibration's :class:`~edgesplit.channel.nr.calibration.LargeBlockRule`; None: clamped to it).
+        """
         check_mcs(mcs_table, mcs)
         if mcs not in self.available[mcs_table]:
             raise ValueError(
@@ -145,6 +153,9 @@ class BlerTables:
         lo = int(math.floor(pos))
         hi = min(lo + 1, len(self.cbs_grid) - 1)
         rows = self.grid[mcs_table - 1, mcs]
+        rule = large_block_rule() if isinstance(large, str) and large == "shipped" else large
+        if cb_bits > self.cbs_grid[-1] and rule is not None:
+            return rule.extend(self.snr_grid_db, rows[-1], cb_bits / float(self.cbs_grid[-1]))
         return rows[lo] + (pos - lo) * (rows[hi] - rows[lo])
 
     def cb_error_rate(self, mcs_table: int, mcs: int, cb_bits: int, snr_db: np.ndarray | float,

@@ -17,8 +17,15 @@ Rule. For MCS m of table t with calibration (delta, kappa), the calibrated curve
 where ``s50`` is the uncalibrated curve's 50 % SNR for that code-block size: the waterfall moves by ``delta`` dB
 (+ = the bit-true chain needs more SNR) and gets ``kappa`` times steeper around its middle. The curve stays
 monotone and keeps its exact 0 / 1 floors. The same (delta, kappa) applies to every code-block size of the MCS
-(fitted on one size per MCS; sizes above the tables' 2000 bits stay clamped to the 2000-bit curve and are
-measured, not calibrated).
+(fitted on one size per MCS).
+
+Code blocks above the tables' 2000 bits (every MCS on a 20 MHz carrier has 3,000..8,448-bit code blocks) have no
+curve at all. Clamping them to the 2000-bit curve is pessimistic at mid-waterfall and far too shallow (a larger
+block has a steeper waterfall). :class:`LargeBlockRule` extends the 2000-bit curve instead: with ``r = CBS /
+2000``, it is made ``r ** exponent`` times steeper around its 50 % point (the normal approximation of
+finite-length coding says the probit slope grows as sqrt(n), exponent 1/2) and moved by ``shift_db_per_doubling ·
+log2 r``; both are global (one pair for every MCS), fitted on bit-true code blocks of 4,000..8,448 bits of a few
+MCSs and checked on others; the per-MCS (delta, kappa) then apply on top.
 
 Fit. ``benchmarks/calibrate_bler.py`` sends TBs of the smallest codable allocation (2 PRB, one code block of
 168..2232 bits; 3 PRB for table 2's MCS 27) through Sionna's bit-true chain (20 BP iterations, AWGN, one
@@ -68,6 +75,31 @@ class CurveCalibration:
         return s50_db + self.kappa * (np.asarray(snr_db, dtype=float) - self.delta_db - s50_db)
 
 
+@dataclass(frozen=True)
+class LargeBlockRule:
+    """How a curve for a code block above the tables' largest one is made from that largest one's curve."""
+
+    exponent: float
+    """Steepness grows as (CBS / largest) ** exponent around the curve's 50 % point."""
+    shift_db_per_doubling: float
+    """SNR shift per doubling of the code block (dB; - = larger blocks need less SNR)."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.exponent, float | int) and math.isfinite(self.exponent)
+                and 0.0 <= self.exponent <= 1.5):
+            raise ValueError(f"exponent must be a finite number in [0, 1.5], got {self.exponent!r}")
+        if not (isinstance(self.shift_db_per_doubling, float | int) and math.isfinite(self.shift_db_per_doubling)
+                and abs(self.shift_db_per_doubling) <= 1.0):
+            raise ValueError(f"shift_db_per_doubling must be a finite number in [-1, 1], got "
+                             f"{self.shift_db_per_doubling!r}")
+
+    def extend(self, snr_grid_db: np.ndarray, largest: np.ndarray, ratio: float) -> np.ndarray:
+        """The curve on ``snr_grid_db`` of a code block ``ratio`` (> 1) times the largest tabulated one."""
+        s50 = midpoint_db(snr_grid_db, largest)
+        steep, shift = ratio ** self.exponent, self.shift_db_per_doubling * math.log2(ratio)
+        return np.interp(s50 + steep * (snr_grid_db - shift - s50), snr_grid_db, largest)
+
+
 def midpoint_db(snr_grid_db: np.ndarray, curve: np.ndarray) -> float:
     """The SNR where a non-increasing BLER curve on ``snr_grid_db`` crosses 0.5 (linear between grid points)."""
     below = np.flatnonzero(curve <= 0.5)
@@ -103,12 +135,34 @@ def parse_calibration(data: object, source: str) -> dict[tuple[int, int], CurveC
     return out
 
 
+def parse_large_block_rule(data: object, source: str) -> LargeBlockRule | None:
+    """The document's ``large_cbs`` rule (None when it has none)."""
+    if not isinstance(data, dict) or data.get("large_cbs") is None:
+        return None
+    rule = data["large_cbs"]
+    try:
+        return LargeBlockRule(float(rule["exponent"]), float(rule["shift_db_per_doubling"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: 'large_cbs' is invalid ({exc}); needs exponent, shift_db_per_doubling") from exc
+
+
+@cache
+def _document() -> dict | None:
+    return json.loads(CALIBRATION_FILE.read_text()) if CALIBRATION_FILE.exists() else None
+
+
 @cache
 def calibrations() -> dict[tuple[int, int], CurveCalibration]:
     """The shipped calibration (:data:`CALIBRATION_FILE`); an empty dict when the file is absent."""
-    if not CALIBRATION_FILE.exists():
-        return {}
-    return parse_calibration(json.loads(CALIBRATION_FILE.read_text()), str(CALIBRATION_FILE))
+    doc = _document()
+    return {} if doc is None else parse_calibration(doc, str(CALIBRATION_FILE))
+
+
+@cache
+def large_block_rule() -> LargeBlockRule | None:
+    """The shipped rule for code blocks above the tables (None: they are clamped to the largest one)."""
+    doc = _document()
+    return None if doc is None else parse_large_block_rule(doc, str(CALIBRATION_FILE))
 
 
 def calibration_for(mcs_table: int, mcs: int) -> CurveCalibration | None:

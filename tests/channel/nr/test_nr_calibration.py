@@ -80,3 +80,42 @@ def test_shipped_calibration_covers_every_mcs_and_is_applied() -> None:
 def test_bad_calibration_documents_are_refused(doc: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse_calibration(doc, "test.json")
+
+
+def test_large_block_rule_steepens_and_moves_the_largest_curve() -> None:
+    from edgesplit.channel.nr.calibration import LargeBlockRule
+
+    tables = bler_tables()
+    grid, top = tables.snr_grid_db, tables.curve(1, 20, 2000)
+    s50 = midpoint_db(grid, top)
+    assert np.allclose(LargeBlockRule(0.5, -0.1).extend(grid, top, 1.0), top)
+    out = LargeBlockRule(0.5, -0.1).extend(grid, top, 4.0)  # 8000 bits: 2x steeper, 0.2 dB to the left
+    assert np.all(np.diff(out) <= 0.0) and out[0] == 1.0 and out[-1] == 0.0
+    assert midpoint_db(grid, out) == pytest.approx(s50 - 0.2, abs=0.02)
+    fine = np.linspace(grid[0], grid[-1], 50_001)
+
+    def width(curve: np.ndarray) -> float:
+        values = np.interp(fine, grid, curve)
+        return _crossing(fine, values, 0.1) - _crossing(fine, values, 0.9)
+
+    assert width(out) == pytest.approx(width(top) / 2.0, rel=0.05)
+    # clamped when asked, extended by the shipped rule by default (when the calibration has one)
+    assert np.allclose(tables.curve(1, 20, 8000, large=None), top)
+    from edgesplit.channel.nr.calibration import large_block_rule
+
+    rule = large_block_rule()
+    expected = top if rule is None else rule.extend(grid, top, 4.0)
+    assert np.allclose(tables.curve(1, 20, 8000), expected)
+
+
+@pytest.mark.parametrize(("rule", "match"), [
+    ({"exponent": 2.0, "shift_db_per_doubling": 0.0}, r"exponent must be a finite number in \[0, 1.5\]"),
+    ({"exponent": 0.5, "shift_db_per_doubling": 3.0}, r"shift_db_per_doubling must be a finite number in \[-1, 1\]"),
+    ({"exponent": 0.5}, "needs exponent, shift_db_per_doubling"),
+])
+def test_bad_large_block_rules_are_refused(rule: dict, match: str) -> None:
+    from edgesplit.channel.nr.calibration import parse_large_block_rule
+
+    with pytest.raises(ValueError, match=match):
+        parse_large_block_rule({"format_version": 1, "entries": [], "large_cbs": rule}, "test.json")
+    assert parse_large_block_rule({"format_version": 1, "entries": []}, "test.json") is None
