@@ -39,7 +39,7 @@ smaller of a Clopper-Pearson ratio bound and a seed bootstrap: :mod:`benchmarks.
 protecting method the per-seed counts and the worst seed. Writes ``cells.parquet`` (every 50 cells so far to
 ``cells.partial.parquet``), ``summary.csv``, ``config.json`` (arguments, seeds, specs, versions), ``outliers.json``
 and ``uep_perplexity.png`` / ``uep_catastrophic.png`` (log scales) under ``--out``; ``--replot`` redraws and
-reprints them from ``cells.parquet`` (several runs' cells: ``--replot --merge DIR,DIR``).
+reprints them from ``cells.parquet`` (several runs' cells: ``--replot --merge DIR,DIR@coded+dropout``).
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", default=None, help="comma list of methods to run (default: all that apply)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--replot", action="store_true", help="reprint and replot the cells.parquet under --out")
-    p.add_argument("--merge", default="", help="with --replot: comma list of run folders whose cells are pooled")
+    p.add_argument("--merge", default="", help="with --replot: comma list of run folders (DIR or DIR@fam+fam) "
+                   "whose cells are pooled")
     p.add_argument("--out", type=Path, default=Path("runs/uep_benefit"))
     args = p.parse_args(argv)
     quick = args.quick
@@ -255,11 +256,18 @@ def report(cells: pd.DataFrame, out: Path) -> None:
     print(f"wrote {out}: cells.parquet, summary.csv, config.json, outliers.json, {', '.join(p.name for p in paths)}")
 
 
+def merged_cells(entry: str) -> pd.DataFrame:
+    """The cells of one ``--merge`` entry: ``DIR`` (every family) or ``DIR@fam+fam`` (those families of it)."""
+    folder, _, families = entry.partition("@")
+    cells = pd.read_parquet(Path(folder) / "cells.parquet")
+    return cells[cells.family.isin(families.split("+"))] if families else cells
+
+
 def main() -> None:
     args = parse_args()
     if args.replot:
-        folders = [Path(d) for d in args.merge.split(",") if d] or [args.out]
-        cells = pd.concat([pd.read_parquet(d / "cells.parquet") for d in folders], ignore_index=True)
+        cells = pd.concat([merged_cells(entry) for entry in args.merge.split(",") if entry] or
+                          [pd.read_parquet(args.out / "cells.parquet")], ignore_index=True)
         cells = cells[cells.family.isin(args.families.split(","))].reset_index(drop=True)  # --families filters
         if cells.duplicated(["family", "method", "k", "seed"]).any():
             raise SystemExit("--merge: the runs overlap (a family, method, split and seed twice)")
