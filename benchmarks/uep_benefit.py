@@ -1,7 +1,7 @@
 """Unequal error protection of massive activations: catastrophic cells with and without UEP at matched bits.
 
-    .venv/bin/python benchmarks/uep_benefit.py           # full: 512 tokens, 7 splits x 5 seeds (~20 min, 2 cores)
-    .venv/bin/python benchmarks/uep_benefit.py --quick   # CI-sized: 256 tokens, 3 splits x 2 seeds (~2 min)
+    .venv/bin/python benchmarks/uep_benefit.py           # full: 512 tokens, 7 splits x 5 seeds (2-5 s a cell, 1 thread)
+    .venv/bin/python benchmarks/uep_benefit.py --quick   # CI-sized: 256 tokens, 3 splits x 2 seeds (102 cells, 2 min)
     .venv/bin/python benchmarks/uep_benefit.py --seeds 10 --seed-offset 100 --out runs/uep_benefit_s100
 
 SmolLM2-135M on WikiText-2 test (``../shared/data/wikitext-2-raw/wiki.test.raw`` when present, else the default

@@ -1,7 +1,7 @@
 """Diagnose the catastrophic cells left under unequal protection: what was lost, where, and which loss did it.
 
-    .venv/bin/python benchmarks/uep_diagnose.py --families coded,dropout --method uep_tokens --seeds 10
-    .venv/bin/python benchmarks/uep_diagnose.py --quick        # 256 tokens, 2 splits x 2 seeds (~1 min)
+    .venv/bin/python benchmarks/uep_diagnose.py --method uep_tokens -- --families coded,dropout --seeds 10  # 6 min
+    .venv/bin/python benchmarks/uep_diagnose.py --quick        # 256 tokens, 3 splits x 2 seeds
 
 Re-runs one method of :mod:`benchmarks.uep_benefit` with the very same draws (same window seeds, same arguments:
 any of its flags after ``--``) and, per cell, compares the received hidden state with the clean one. Per cell it
