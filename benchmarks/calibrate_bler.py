@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/calibrate_bler.py --out runs/bler_calibration            # fit, report, plot
     .venv/bin/python benchmarks/calibrate_bler.py --out runs/bler_calibration --install  # ... and ship the fit
     .venv/bin/python benchmarks/calibrate_bler.py --mcs 1:20,2:24 --tbs 100 --out runs/cal_quick  # a few MCSs
+    .venv/bin/python benchmarks/calibrate_bler.py --quick --out runs/cal_quick      # CI-sized (~30 s): 2 MCSs, 60 TBs
     .venv/bin/python benchmarks/calibrate_bler.py --large-cbs --out runs/bler_calibration_large --install
 
 For every MCS with a shipped curve (tables 1 and 2) on the smallest allocation that codes it (2 PRB: one code
@@ -267,11 +268,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261202)
     parser.add_argument("--tbs", type=int, default=150, help="TBs per SNR point (default 150)")
     parser.add_argument("--mcs", default=None, help="TABLE:MCS,... (default: every MCS with a shipped curve)")
+    parser.add_argument("--quick", action="store_true", help="CI-sized: table 1 MCS 4 and 20, 60 TBs per point")
     parser.add_argument("--large-cbs", action="store_true",
                         help="fit the rule for code blocks above 2000 bits instead of the per-MCS calibration")
     parser.add_argument("--install", action="store_true",
                         help=f"write the fit to {CALIBRATION_FILE.name} in the package (needs every MCS)")
     args = parser.parse_args()
+    if args.quick:
+        if args.install or args.large_cbs:
+            raise SystemExit("--quick is a smoke run: it cannot --install or fit --large-cbs")
+        args.mcs, args.tbs = args.mcs or "1:4,1:20", 60
     if args.tbs < 20:
         raise SystemExit(f"--tbs must be >= 20, got {args.tbs}")
     if args.large_cbs:
