@@ -81,3 +81,24 @@ def ray_session(tmp_path_factory):
                  runtime_env={"env_vars": {"RAY_DISABLE_USAGE_STATS": "1"}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A 3-layer random Llama saved with the built-in model's tokenizer, loadable by path like any HF model (the profile
+    and prune CLI tests; modules with their own ``tiny_dir`` override it)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    from edgesplit.models import builtin_dir
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(builtin_dir("smollm2-135m"))
+    except (FileNotFoundError, KeyError, OSError) as err:
+        pytest.skip(f"built-in tokenizer unavailable: {err}")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-model")
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -7,7 +7,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 import typer
 from typer.testing import CliRunner
 
@@ -27,26 +26,6 @@ runner = CliRunner()
 REQUIRED = ["method", "pattern", "side", "k", "ratio", "achieved_ratio", "param_dist_sq", "param_dist_rel", "ppl",
             "ppl_dense", "kl", "hidden_mse", "logits_mse", "top1", "nominal", "device_flops", "device_param_bytes",
             "seed"]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A 3-layer random Llama saved with the built-in model's tokenizer, loadable by path like any HF model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    from edgesplit.models import builtin_dir
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(builtin_dir("smollm2-135m"))
-    except (FileNotFoundError, KeyError, OSError) as err:
-        pytest.skip(f"built-in tokenizer unavailable: {err}")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-model")
-    AutoModelForCausalLM.from_config(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 SMALL = ["--tokens", "64", "--context", "32", "--calib-tokens", "128", "--calib-windows", "2", "--calib-length", "32",
